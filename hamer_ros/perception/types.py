@@ -1,0 +1,59 @@
+"""Plain data passed between the perception stages. numpy only, so every stage is testable alone."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Detection:
+    """One hand found by a detector, in full-image pixels of the frame it was found in."""
+
+    box: np.ndarray                     # (4,) float, x1, y1, x2, y2 (px)
+    is_right: bool                      # real anatomical side in a normal (non-mirrored) camera image
+    score: float                        # detector confidence, 0..1
+    keypoints: np.ndarray | None = None  # (21, 2) px, OpenPose hand order, when the detector has them
+    world_joints: np.ndarray | None = None  # (21, 3) m, metric joints up to translation (camera axes)
+    track_id: int = -1
+
+
+@dataclass
+class Hand:
+    """One reconstructed hand. All 3D quantities are in the camera's optical frame (REP-103:
+    x right, y down, z forward), metres; a left hand is a real left hand in every field."""
+
+    is_right: bool
+    score: float
+    box: np.ndarray                      # (4,) px
+    joints: np.ndarray                   # (21, 3) m, OpenPose hand order
+    keypoints_2d: np.ndarray             # (21, 2) px, the hand's 2D keypoints in the image
+    wrist_position: np.ndarray           # (3,) m  (== joints[0])
+    wrist_orientation: np.ndarray        # (3, 3) rotation: hand (MANO root) frame -> camera frame
+    reprojection_error: float            # px, RMS of projected joints vs keypoints_2d
+    vertices: np.ndarray | None = None   # (778, 3) m, None in the joints-only (no HaMeR) mode
+    faces: np.ndarray | None = None      # (1538, 3) int, winding already correct for this side
+    global_orient: np.ndarray | None = None  # (3, 3) MANO root rotation (same side convention)
+    hand_pose: np.ndarray | None = None      # (15, 3, 3) MANO joint rotations, relative to parent
+    betas: np.ndarray | None = None          # (10,) MANO shape
+    track_id: int = -1
+
+    @property
+    def side(self) -> str:
+        return "right" if self.is_right else "left"
+
+
+@dataclass
+class StageTimes:
+    """Per-stage wall time of one frame, milliseconds."""
+
+    detect: float = 0.0
+    crop: float = 0.0
+    forward: float = 0.0
+    mano: float = 0.0
+    camera: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        return self.detect + self.crop + self.forward + self.mano + self.camera + sum(self.extra.values())

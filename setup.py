@@ -1,0 +1,26 @@
+"""pip install of the ROS-free core (model, perception, CLI). The ROS 2 build uses CMakeLists.txt."""
+from setuptools import find_packages, setup
+
+setup(
+    name="hamer_ros",
+    version="0.1.0",
+    description="HaMeR 3D hand meshes from a camera stream, for ROS 2 and offline use",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hamer_ros", "hamer_ros.*"]),
+    install_requires=[
+        "torch>=2.1",           # the network; never pinned here so a CUDA/Jetson build is kept
+        "numpy>=1.24",
+        "scipy>=1.10",          # MANO's sparse J_regressor; robust least squares
+        "smplx>=0.1.28",        # MANO linear blend skinning, as the reference uses it
+        "opencv-python-headless>=4.8",  # crop warps, undistortion, overlays, video I/O
+        "pyyaml>=6",            # model_config.yaml next to the checkpoint
+        "tqdm>=4.60",           # CLI progress bars
+    ],
+    extras_require={
+        "mediapipe": ["mediapipe==0.10.21"],
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "test": ["pytest>=7", "pytest-timeout>=2"],
+    },
+    entry_points={"console_scripts": ["hamer-ros=hamer_ros.cli:main"]},
+)
