@@ -26,4 +26,5 @@ for f in (venv / "share").rglob("*.cmake"):
     if new != text:
         f.write_text(new, errors="surrogateescape")
         changed += 1
-print(f"fix_ros_wheels: rewrote builder paths in {changed} CMake files")
+if changed:
+    print(f"fix_ros_wheels: rewrote builder paths in {changed} CMake files")

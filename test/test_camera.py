@@ -349,3 +349,17 @@ def test_refine_kinds_and_reprojection_error():
     rms = reprojection_error(joints, t_true, kp + [3.0, 4.0], k)
     np.testing.assert_allclose(rms, [5.0, 5.0], atol=1e-9)
     assert isinstance(reprojection_error(torch.from_numpy(joints), torch.from_numpy(t_true), kp, k), torch.Tensor)
+
+
+def test_refine_refuses_a_runaway_depth():
+    """Joints that cannot explain the keypoints (a near-flat 3D set against a spread 2D set)
+    must not send the hand to the orthographic limit: the prior comes back."""
+    from hamer_ros.perception.camera import refine_translation
+
+    k = np.array([[700.0, 0, 320], [0, 700.0, 240], [0, 0, 1]])
+    rng = np.random.default_rng(0)
+    joints = rng.normal(0, 1e-4, (1, 21, 3))                  # a 0.1 mm "hand"
+    keypoints = rng.uniform(100, 500, (1, 21, 2))              # spread over 400 px
+    t0 = np.array([[0.0, 0.0, 0.5]])
+    np.testing.assert_array_equal(refine_translation(joints, keypoints, k, t0=t0), t0)
+    assert np.isnan(refine_translation(joints, keypoints, k)).all()

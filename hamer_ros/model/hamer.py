@@ -80,6 +80,8 @@ class HaMeR(nn.Module):
         (a HaMeRConfig or a YAML path). Backbone and head load strictly; the discriminator is
         ignored; MANO comes from `mano` and the checkpoint's own MANO copy is only compared.
         """
+        if not Path(checkpoint).expanduser().is_file():   # say so before the (slower) MANO read
+            load_checkpoint_file(checkpoint)
         mano_layer = ManoLayer.from_file(mano)
         if config is None:
             cfg_path = model_config_path(checkpoint)

@@ -183,6 +183,8 @@ _MIN_SCALE_PX = 0.5    # noise-free data must not make every weight collapse ont
 _MIN_JOINTS = 3
 _TRIM = 9.0            # x median squared error: about 3 sigma (median e2 is 1.39 sigma^2)
 _STEP_TOL = 1e-4       # m; IRLS then sits ~0.03 mm from its limit, far below what 2D keypoints resolve
+_MAX_DEPTH_RATIO = 3.0
+_MAX_DEPTH_M = 20.0
 
 
 def _dist_or_none(dist: Any) -> np.ndarray | None:
@@ -302,7 +304,8 @@ def refine_translation(
     noise scale so that a few wrong keypoints do not drag the hand (`robust=False`: plain least
     squares). Stops early once a step moves no hand by more than 0.1 mm. A hand with
     fewer than 3 usable keypoints, a non-finite result or one that puts a joint behind the
-    camera gets t0 back (NaN when t0 is None).
+    camera gets t0 back (NaN when t0 is None), and so does a depth more than 3x away from t0's
+    or beyond 20 m: the joints cannot explain the keypoints.
     """
     with np.errstate(all="ignore"):   # degenerate hands give inf/NaN, handled at the end
         t = _refine(joints_cam, keypoints_px, K, dist, t0, weights, robust, iterations)
@@ -382,6 +385,13 @@ def _refine(joints_cam: Any, keypoints_px: Any, K: Any, dist: Any, t0: Any, weig
             break
 
     bad = (n_valid < _MIN_JOINTS) | ~np.isfinite(t).all(-1) | ~(t[:, 2] + min_z > 0)
+    # When the 3D hand cannot explain the keypoints (wrong detection, a hand seen edge-on), the
+    # least-squares optimum runs off towards the orthographic limit: refuse depths far from the
+    # prior, or beyond any hand-tracking range without one.
+    if prior is not None:
+        ratio = t[:, 2] / prior[:, 2]
+        bad |= ~((ratio > 1 / _MAX_DEPTH_RATIO) & (ratio < _MAX_DEPTH_RATIO))
+    bad |= ~(t[:, 2] < _MAX_DEPTH_M)
     if bad.any():
         t = np.where(bad[:, None], prior if prior is not None else np.nan, t)
     return t

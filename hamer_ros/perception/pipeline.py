@@ -1,0 +1,209 @@
+"""One RGB frame and the camera's real intrinsics in; metric hands in the camera frame out."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .camera import (crop_keypoints_to_image, mirror_points, mirror_rotations, refine_translation,
+                     reprojection_error, weak_perspective_to_translation)
+from .crop import crop_hands
+from .detect import HandDetector, make_detector
+from .hand_frame import palm_frame
+from .track import HandTracker
+from .types import Detection, Hand, StageTimes
+
+log = logging.getLogger(__name__)
+
+JOINTS_ONLY_HINT = (
+    "No HaMeR checkpoint configured: publishing joints and wrist poses from MediaPipe's landmarks "
+    "only (no mesh). For meshes, download the HaMeR demo data (hamer_demo_data.tar.gz: "
+    "_DATA/hamer_ckpts/checkpoints/hamer.ckpt) and MANO_RIGHT.pkl (register at "
+    "https://mano.is.tue.mpg.de), then set `checkpoint` and `mano`.")
+
+
+@dataclass
+class PipelineConfig:
+    checkpoint: str = ""            # official hamer.ckpt; empty = joints-only from the detector
+    mano: str = ""                  # MANO_RIGHT.pkl or its folder
+    device: str = "auto"            # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"         # fp32 | bf16 | fp16 (autocast; geometry stays fp32)
+    detector: str = "mediapipe"     # mediapipe | fixed
+    rois: list[dict[str, Any]] = field(default_factory=list)   # fixed: [{box: [x1,y1,x2,y2], side: right}]
+    max_hands: int = 2
+    min_score: float = 0.5
+    rescale: float = 2.0            # crop side = rescale · max(4/3·w, h), as the reference demo
+    refine: bool = True             # least-squares translation against the 2D keypoints
+    tracking: bool = True
+    box_smoothing: float = 1.0      # 1 = none; lower = smoother, laggier boxes
+    static_images: bool = False     # independent images (CLI) instead of a video stream
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class HandPipeline:
+    """detect → crop → HaMeR → MANO → camera. All hands of a frame go through the network as one batch.
+
+    Without a model (no checkpoint) the detector's own metric landmarks are placed in the camera
+    with `refine_translation` instead: joints and wrist poses, no mesh.
+    """
+
+    def __init__(self, config: PipelineConfig | None = None, model: torch.nn.Module | None = None,
+                 detector: HandDetector | None = None):
+        self.config = cfg = config or PipelineConfig()
+        self.device = resolve_device(cfg.device)
+        self.model_error = ""
+        if model is None and cfg.checkpoint:
+            model = self._load_model(cfg)
+        self.model = model.to(self.device).eval() if model is not None else None
+        self.detector = detector or self._make_detector(cfg)
+        self.tracker = HandTracker(alpha=cfg.box_smoothing) if cfg.tracking else None
+        self.last_times = StageTimes()
+        self._autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
+        if self.model is not None:
+            faces = self.model.mano.faces.cpu().numpy()
+            self.faces_right, self.faces_left = faces, np.ascontiguousarray(faces[:, [0, 2, 1]])
+        else:
+            self.faces_right = self.faces_left = None
+            if not self.model_error:
+                log.warning(JOINTS_ONLY_HINT)
+
+    @property
+    def has_mesh(self) -> bool:
+        return self.model is not None
+
+    def _load_model(self, cfg: PipelineConfig) -> torch.nn.Module | None:
+        from ..model import CheckpointError, HaMeR, ManoModelError
+
+        try:
+            return HaMeR.from_checkpoint(cfg.checkpoint, cfg.mano, device="cpu")
+        except (CheckpointError, ManoModelError, ValueError, OSError) as e:
+            self.model_error = str(e)
+            log.error("HaMeR model not loaded: %s -- continuing joints-only (no mesh).", e)
+            return None
+
+    def _make_detector(self, cfg: PipelineConfig) -> HandDetector:
+        if cfg.detector == "fixed":
+            return make_detector("fixed", rois=cfg.rois)
+        return make_detector(cfg.detector, max_hands=cfg.max_hands, min_detection_confidence=cfg.min_score,
+                             video_mode=not cfg.static_images)
+
+    def close(self) -> None:
+        self.detector.close()
+
+    def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None) -> list[Hand]:
+        times = StageTimes()
+        t = time.perf_counter()
+        detections = [d for d in self.detector(image_rgb) if d.score >= self.config.min_score]
+        detections = sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
+        if self.tracker is not None:
+            detections = self.tracker.update(detections)
+        times.detect = _ms(t)
+        K = np.asarray(K, dtype=np.float64)
+        if not detections:
+            hands: list[Hand] = []
+        elif self.model is not None:
+            hands = self._mesh_hands(image_rgb, detections, K, dist, times)
+        else:
+            hands = self._joint_hands(detections, K, dist, times)
+        self.last_times = times
+        return hands
+
+    def _mesh_hands(self, image: np.ndarray, dets: list[Detection], K: np.ndarray,
+                    dist: np.ndarray | None, times: StageTimes) -> list[Hand]:
+        t = time.perf_counter()
+        boxes = np.stack([d.box for d in dets]).astype(np.float32)
+        is_right = np.array([d.is_right for d in dets])
+        crops = crop_hands(image, boxes, is_right, rescale=self.config.rescale)
+        images = crops.images.to(self.device, non_blocking=True)
+        times.crop = _ms(t)
+
+        t = time.perf_counter()
+        autocast = (torch.autocast(self.device.type, dtype=self._autocast_dtype)
+                    if self._autocast_dtype else contextlib.nullcontext())
+        with torch.inference_mode():
+            with autocast:
+                params = self.model.decode(images)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            times.forward = _ms(t)
+            t = time.perf_counter()
+            out = self.model.hands_from_params(*params)
+            # one transfer of everything the camera stage needs
+            host = {k: v.float().cpu().numpy() for k, v in out._asdict().items()}
+        times.mano = _ms(t)
+
+        t = time.perf_counter()
+        left = ~is_right
+        vertices, joints = host["vertices"], host["joints"]
+        global_orient, hand_pose, cam = host["global_orient"], host["hand_pose"], host["cam"]
+        # Left crops were mirrored: undo it so every output is a real left hand.
+        vertices[left], joints[left] = mirror_points(vertices[left]), mirror_points(joints[left])
+        global_orient[left], hand_pose[left] = mirror_rotations(global_orient[left]), mirror_rotations(hand_pose[left])
+        keypoints = crop_keypoints_to_image(host["keypoints_2d"], crops.centers, crops.sizes, is_right)
+        trans = weak_perspective_to_translation(cam, crops.centers, crops.sizes, K, is_right,
+                                                focal_crop=self.model.cfg.focal_length,
+                                                crop_size=self.model.cfg.image_size)
+        # Refine only against the detector's own keypoints: the network's 2D keypoints are its
+        # 3D joints seen through its near-orthographic crop camera, so fitting to them brings that
+        # bias back (scripts/bench_camera.py). Without detector keypoints the real-K
+        # weak-perspective placement stands.
+        observed = np.array([d.keypoints is not None for d in dets])
+        if observed.any():
+            keypoints[observed] = np.stack([d.keypoints for d in dets if d.keypoints is not None])
+            if self.config.refine:
+                trans[observed] = refine_translation(joints[observed], keypoints[observed], K,
+                                                     dist=dist, t0=trans[observed])
+        joints_cam = joints + trans[:, None]
+        errors = reprojection_error(joints, trans, keypoints, K, dist=dist)
+        frames = palm_frame(joints_cam, is_right)
+        hands = []
+        for i, d in enumerate(dets):
+            hands.append(Hand(
+                is_right=bool(d.is_right), score=float(d.score), box=d.box, joints=joints_cam[i],
+                keypoints_2d=keypoints[i], wrist_position=joints_cam[i, 0], wrist_orientation=frames[i],
+                reprojection_error=float(errors[i]), vertices=vertices[i] + trans[i],
+                faces=self.faces_right if d.is_right else self.faces_left,
+                global_orient=global_orient[i], hand_pose=hand_pose[i], betas=host["betas"][i],
+                track_id=d.track_id))
+        times.camera = _ms(t)
+        return hands
+
+    def _joint_hands(self, dets: list[Detection], K: np.ndarray, dist: np.ndarray | None,
+                     times: StageTimes) -> list[Hand]:
+        t = time.perf_counter()
+        dets = [d for d in dets if d.world_joints is not None and d.keypoints is not None]
+        if not dets:
+            times.camera = _ms(t)
+            return []
+        world = np.stack([d.world_joints for d in dets]).astype(np.float64)
+        kp = np.stack([d.keypoints for d in dets]).astype(np.float64)
+        trans = refine_translation(world, kp, K, dist=dist)
+        joints_cam = world + trans[:, None]
+        errors = reprojection_error(world, trans, kp, K, dist=dist)
+        is_right = np.array([d.is_right for d in dets])
+        frames = palm_frame(joints_cam, is_right)
+        hands = [Hand(is_right=bool(d.is_right), score=float(d.score), box=d.box, joints=joints_cam[i],
+                      keypoints_2d=kp[i], wrist_position=joints_cam[i, 0], wrist_orientation=frames[i],
+                      reprojection_error=float(errors[i]), track_id=d.track_id)
+                 for i, d in enumerate(dets)]
+        times.camera = _ms(t)
+        return hands
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def pipeline_from_paths(checkpoint: str | Path | None, mano: str | Path | None, **kwargs: Any) -> HandPipeline:
+    return HandPipeline(PipelineConfig(checkpoint=str(checkpoint or ""), mano=str(mano or ""), **kwargs))

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The main job, set up from nothing (idempotent):
+#   bash scripts/run.sh                  offline pipeline on the example images → out/
+#   bash scripts/run.sh infer PATH... --out DIR [--checkpoint … --mano … --intrinsics fx,fy,cx,cy]
+#   bash scripts/run.sh node [ROS args]  the ROS 2 node (ros2 launch when available)
+# HAMER_CHECKPOINT / HAMER_MANO, when set, give the weights to both.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+bash scripts/bootstrap.sh
+bash scripts/build_ros.sh
+set +u
+# shellcheck source=/dev/null
+source scripts/env.sh
+set -u
+weights=()
+[[ -n "${HAMER_CHECKPOINT:-}" ]] && weights+=(--checkpoint "$HAMER_CHECKPOINT")
+[[ -n "${HAMER_MANO:-}" ]] && weights+=(--mano "$HAMER_MANO")
+
+case "${1:-demo}" in
+  node)
+    shift
+    ros_weights=()
+    [[ -n "${HAMER_CHECKPOINT:-}" ]] && ros_weights+=("checkpoint:=$HAMER_CHECKPOINT")
+    [[ -n "${HAMER_MANO:-}" ]] && ros_weights+=("mano:=$HAMER_MANO")
+    if command -v ros2 >/dev/null && python -c "import launch_ros" 2>/dev/null; then
+      exec ros2 launch hamer_ros hands.launch.py "${ros_weights[@]}" "$@"
+    fi
+    # PyPI ROS has no launch/ros2cli: start the installed executable with the default parameters.
+    params=(--ros-args --params-file "$root/config/hands.yaml")
+    [[ -n "${HAMER_CHECKPOINT:-}" ]] && params+=(-p "checkpoint:=$HAMER_CHECKPOINT")
+    [[ -n "${HAMER_MANO:-}" ]] && params+=(-p "mano:=$HAMER_MANO")
+    exec "$root/install/hamer_ros/lib/hamer_ros/hand_mesh_node" "${params[@]}" "$@"
+    ;;
+  infer)
+    shift
+    exec hamer-ros infer "${weights[@]}" "$@"
+    ;;
+  demo)
+    examples="$root/../shared/data/hamer_examples"
+    [[ -d "$examples" ]] || { echo "no example images at $examples: use 'bash scripts/run.sh infer PATH... --out DIR'" >&2; exit 2; }
+    exec hamer-ros infer "$examples" --out "$root/out" "${weights[@]}"
+    ;;
+  *)
+    echo "usage: bash scripts/run.sh [demo | infer ARGS... | node ROS_ARGS...]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,151 @@
+import logging
+
+import numpy as np
+import pytest
+
+from hamer_ros.perception import (Detection, FixedRoiDetector, HandPipeline, PipelineConfig,
+                                  project_points)
+
+W, H = 640, 480
+K = np.array([[600.0, 0, 310.0], [0, 605.0, 250.0], [0, 0, 1]])
+
+
+def frame(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    return np.ascontiguousarray(np.clip(img.astype(int) // 3 + 80, 0, 255).astype(np.uint8))
+
+
+def pipeline_with(model, rois, **kw) -> HandPipeline:
+    cfg = PipelineConfig(detector="fixed", rois=rois, device="cpu", tracking=False, **kw)
+    return HandPipeline(cfg, model=model, detector=FixedRoiDetector(rois))
+
+
+ROIS = [{"box": [100, 120, 220, 260], "side": "right"}, {"box": [380, 150, 470, 300], "side": "left"}]
+
+
+def test_two_hands_in_one_forward(tiny_model, monkeypatch):
+    pipe = pipeline_with(tiny_model, ROIS)
+    calls = []
+    original = tiny_model.decode
+    monkeypatch.setattr(tiny_model, "decode", lambda x: calls.append(x.shape[0]) or original(x))
+    hands = pipe(frame(), K)
+    assert calls == [2]
+    assert [h.side for h in hands] == ["right", "left"]
+    for h in hands:
+        assert h.vertices.shape == (778, 3) and h.joints.shape == (21, 3) and h.faces.shape == (1538, 3)
+        assert np.isfinite(h.joints).all() and (h.joints[:, 2] > 0).all()
+        np.testing.assert_allclose(h.wrist_position, h.joints[0])
+        r = h.wrist_orientation
+        np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-9)
+        assert np.linalg.det(r) == pytest.approx(1.0)
+        assert h.global_orient.shape == (3, 3) and h.hand_pose.shape == (15, 3, 3) and h.betas.shape == (10,)
+    # left faces are the right faces with reversed winding
+    np.testing.assert_array_equal(hands[1].faces, hands[0].faces[:, [0, 2, 1]])
+    t = pipe.last_times
+    assert t.forward > 0 and t.crop > 0 and t.total >= t.forward
+
+
+def test_left_hand_is_the_mirror_of_a_right_hand(tiny_model):
+    """A frame and its mirror, with swapped sides and a mirrored K, give mirrored hands."""
+    img = frame(1)
+    box = np.array([150.0, 100, 260, 240])
+    mirrored_box = [W - 1 - box[2], box[1], W - 1 - box[0], box[3]]
+    Km = K.copy()
+    Km[0, 2] = W - 1 - K[0, 2]
+    right = pipeline_with(tiny_model, [{"box": box.tolist(), "side": "right"}])(img, K)[0]
+    left = pipeline_with(tiny_model, [{"box": mirrored_box, "side": "left"}])(np.ascontiguousarray(img[:, ::-1]), Km)[0]
+    M = np.diag([-1.0, 1, 1])
+    np.testing.assert_allclose(left.joints, right.joints @ M, atol=1e-6)
+    np.testing.assert_allclose(left.vertices, right.vertices @ M, atol=1e-6)
+    np.testing.assert_allclose(left.global_orient, M @ right.global_orient @ M, atol=1e-6)
+    np.testing.assert_allclose(left.hand_pose, M @ right.hand_pose @ M, atol=1e-6)
+    np.testing.assert_allclose(left.keypoints_2d[:, 0], W - 1 - right.keypoints_2d[:, 0], atol=1e-3)
+    np.testing.assert_allclose(left.wrist_orientation, M @ right.wrist_orientation @ np.diag([1.0, -1, 1]), atol=1e-6)
+    # a real left hand: its mesh is a mirror image, so signed volume flips... and winding keeps normals outward
+    def signed_volume(v, f):
+        return np.einsum("ij,ij->i", v[f[:, 0]], np.cross(v[f[:, 1]], v[f[:, 2]])).sum()
+    assert signed_volume(left.vertices, left.faces) == pytest.approx(signed_volume(right.vertices, right.faces), rel=1e-6)
+
+
+class WorldDetector:
+    """Stands in for MediaPipe: metric joints up to translation + their 2D projections."""
+
+    def __init__(self, joints_cam: np.ndarray, is_right: bool = True):
+        self.joints_cam = joints_cam
+        self.is_right = is_right
+
+    def __call__(self, image):
+        kp = project_points(self.joints_cam, K)
+        centred = self.joints_cam - self.joints_cam.mean(0)
+        box = np.r_[kp.min(0), kp.max(0)]
+        return [Detection(box=box, is_right=self.is_right, score=0.9, keypoints=kp, world_joints=centred)]
+
+    def close(self):
+        pass
+
+
+def test_joints_only_mode_places_detector_landmarks(caplog):
+    rng = np.random.default_rng(3)
+    joints = rng.normal(0, 0.04, (21, 3)) + np.array([0.1, -0.05, 0.6])
+    with caplog.at_level(logging.WARNING):
+        pipe = HandPipeline(PipelineConfig(device="cpu", tracking=False), detector=WorldDetector(joints))
+    assert not pipe.has_mesh and "mano.is.tue.mpg.de" in caplog.text
+    (hand,) = pipe(frame(), K)
+    np.testing.assert_allclose(hand.joints, joints, atol=1e-6)
+    assert hand.vertices is None and hand.global_orient is None
+    assert hand.reprojection_error < 1e-3
+
+
+def test_refines_against_detector_keypoints(tiny_model):
+    """With detector keypoints, the translation makes the model's joints reproject onto them."""
+    pipe = pipeline_with(tiny_model, ROIS[:1])
+    (plain,) = pipe(frame(), K)
+    target = plain.joints + np.array([0.02, -0.01, 0.1])     # the same hand, elsewhere
+    kp = project_points(target, K)
+
+    class KeypointDetector(WorldDetector):
+        def __call__(self, image):
+            return [Detection(box=np.array(ROIS[0]["box"], float), is_right=True, score=1.0, keypoints=kp)]
+
+    pipe.detector = KeypointDetector(target)
+    (hand,) = pipe(frame(), K)
+    np.testing.assert_allclose(hand.joints, target, atol=1e-4)
+    assert hand.reprojection_error < 0.01
+
+
+def test_missing_checkpoint_falls_back_to_joints_only(tmp_path, caplog, mano_path):
+    with caplog.at_level(logging.ERROR):
+        pipe = HandPipeline(PipelineConfig(checkpoint=str(tmp_path / "hamer.ckpt"), mano=str(tmp_path),
+                                           detector="fixed", rois=ROIS, device="cpu"))
+    assert not pipe.has_mesh
+    assert f"HaMeR checkpoint not found: looked for {tmp_path / 'hamer.ckpt'}" in pipe.model_error
+    assert "hamer_demo_data" in pipe.model_error and "joints-only" in caplog.text
+    assert pipe(frame(), K) == []    # fixed boxes carry no landmarks: nothing to place without the model
+
+
+def test_missing_mano_is_reported(tiny_checkpoint, tmp_path):
+    pipe = HandPipeline(PipelineConfig(checkpoint=str(tiny_checkpoint), mano=str(tmp_path), detector="fixed",
+                                       rois=ROIS, device="cpu"))
+    assert not pipe.has_mesh and str(tmp_path / "MANO_RIGHT.pkl") in pipe.model_error
+
+
+def test_no_hands_is_an_empty_list(tiny_model):
+    assert pipeline_with(tiny_model, [])(frame(), K) == []
+
+
+def test_mediapipe_and_tiny_model_on_a_real_image(tiny_model, examples):
+    pytest.importorskip("mediapipe", reason="MediaPipe not installed: pip install 'hamer_ros[mediapipe]'")
+    import cv2
+
+    img = cv2.cvtColor(cv2.imread(str(examples / "test1.jpg")), cv2.COLOR_BGR2RGB)
+    h, w = img.shape[:2]
+    k = np.array([[700.0, 0, w / 2], [0, 700.0, h / 2], [0, 0, 1]])
+    pipe = HandPipeline(PipelineConfig(device="cpu", static_images=True, tracking=False, max_hands=4), model=tiny_model)
+    hands = pipe(img, k)
+    assert len(hands) >= 2 and all(h.is_right for h in hands[:2])
+    for h in hands:
+        assert h.vertices.shape == (778, 3) and (h.joints[:, 2] > 0).all()
+        # refined against MediaPipe's keypoints: these are the detector's, in the image
+        assert (h.keypoints_2d >= 0).all() and (h.keypoints_2d[:, 0] < w).all()
+    pipe.close()
