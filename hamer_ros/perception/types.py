@@ -29,7 +29,7 @@ class Hand:
     joints: np.ndarray                   # (21, 3) m, OpenPose hand order
     keypoints_2d: np.ndarray             # (21, 2) px, the hand's 2D keypoints in the image
     wrist_position: np.ndarray           # (3,) m  (== joints[0])
-    wrist_orientation: np.ndarray        # (3, 3) rotation: hand (MANO root) frame -> camera frame
+    wrist_orientation: np.ndarray        # (3, 3) palm frame -> camera frame (see hand_frame.palm_frame)
     reprojection_error: float            # px, RMS of projected joints vs keypoints_2d
     vertices: np.ndarray | None = None   # (778, 3) m, None in the joints-only (no HaMeR) mode
     faces: np.ndarray | None = None      # (1538, 3) int, winding already correct for this side

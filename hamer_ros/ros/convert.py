@@ -1,0 +1,398 @@
+"""perception.Hand -> ROS messages: HandArray, TF transforms, RViz markers, the debug image.
+
+Speed notes (see scripts/bench_node.py):
+* float32[] fields take numpy arrays directly; the variable-length `vertices` gets an
+  `array.array('f')` built from the bytes, which skips rosidl's per-element Python conversion.
+* A mesh marker holds 4614 geometry_msgs/Point. Building that many Python message objects costs
+  tens of milliseconds per hand, so MarkerArray (and the debug Image, megabytes of pixels) are
+  written straight to their serialized CDR form with numpy and published as bytes, which
+  rclpy's Publisher.publish accepts. `cdr_self_check()` compares that writer byte for byte with
+  rclpy's own serializer at start-up; the node falls back to message objects if they differ
+  (another middleware with another wire format).
+"""
+from __future__ import annotations
+
+import array
+import math
+import struct
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from geometry_msgs.msg import Point, TransformStamped
+from sensor_msgs.msg import Image
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from hamer_ros.msg import Hand as HandMsg
+from hamer_ros.msg import HandArray
+
+from ..perception.types import Hand
+
+# The 20 bones of the OpenPose hand graph (joint order: see msg/Hand.msg).
+SKELETON = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10), (10, 11),
+            (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20))
+_BONES = np.asarray(SKELETON, dtype=np.intp)
+
+# Names of the 21 joints, for the optional per-joint TF frames.
+JOINT_NAMES = ("wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
+               "index_mcp", "index_pip", "index_dip", "index_tip",
+               "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
+               "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
+               "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip")
+
+# RGBA in [0, 1]; left and right differ so a mirrored or swapped hand is obvious in RViz.
+SIDE_COLORS = {"left": (0.15, 0.55, 1.0, 0.85), "right": (1.0, 0.45, 0.1, 0.85)}
+SKELETON_WIDTH = 0.004   # m, LINE_LIST line width
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry helpers
+
+def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
+    """[..., 3, 3] rotation matrices -> [..., 4] unit quaternions (x, y, z, w), w >= 0.
+
+    Shepperd's method: picks the numerically largest of 4w², 4x², 4y², 4z² as the pivot, so it is
+    stable for every rotation (incl. 180°). Slightly non-orthonormal input still gives a unit
+    quaternion close to the nearest rotation.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.shape == (3, 3):
+        return _quaternion_one(R)
+    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
+    trace = m00 + m11 + m22
+    cands = np.stack([trace, m00, m11, m22], axis=-1)
+    pivot = np.argmax(cands, axis=-1)
+    q = np.empty(R.shape[:-2] + (4,))
+    # 4 candidate solutions, each computed everywhere and selected by pivot (vectorised).
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.sqrt(np.maximum(1.0 + trace, 1e-300)) * 2.0
+        qw = np.stack([(R[..., 2, 1] - R[..., 1, 2]) / s, (R[..., 0, 2] - R[..., 2, 0]) / s,
+                       (R[..., 1, 0] - R[..., 0, 1]) / s, 0.25 * s], axis=-1)
+        s = np.sqrt(np.maximum(1.0 + m00 - m11 - m22, 1e-300)) * 2.0
+        qx = np.stack([0.25 * s, (R[..., 0, 1] + R[..., 1, 0]) / s, (R[..., 0, 2] + R[..., 2, 0]) / s,
+                       (R[..., 2, 1] - R[..., 1, 2]) / s], axis=-1)
+        s = np.sqrt(np.maximum(1.0 - m00 + m11 - m22, 1e-300)) * 2.0
+        qy = np.stack([(R[..., 0, 1] + R[..., 1, 0]) / s, 0.25 * s, (R[..., 1, 2] + R[..., 2, 1]) / s,
+                       (R[..., 0, 2] - R[..., 2, 0]) / s], axis=-1)
+        s = np.sqrt(np.maximum(1.0 - m00 - m11 + m22, 1e-300)) * 2.0
+        qz = np.stack([(R[..., 0, 2] + R[..., 2, 0]) / s, (R[..., 1, 2] + R[..., 2, 1]) / s, 0.25 * s,
+                       (R[..., 1, 0] - R[..., 0, 1]) / s], axis=-1)
+    allq = np.stack([qw, qx, qy, qz], axis=-2)                      # [..., 4 pivots, 4]
+    q = np.take_along_axis(allq, pivot[..., None, None], axis=-2)[..., 0, :]
+    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+    return np.where(q[..., 3:4] < 0, -q, q)                          # one canonical sign
+
+
+def _quaternion_one(R: np.ndarray) -> np.ndarray:
+    """The same for one matrix in plain floats: ~20x faster than the vectorised form on one 3x3,
+    and the node converts a few per frame."""
+    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = R.tolist()
+    trace = m00 + m11 + m22
+    pivot = max((trace, 0), (m00, 1), (m11, 2), (m22, 3))[1]
+    if pivot == 0:
+        s = math.sqrt(max(1.0 + trace, 1e-300)) * 2.0
+        q = ((m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s, 0.25 * s)
+    elif pivot == 1:
+        s = math.sqrt(max(1.0 + m00 - m11 - m22, 1e-300)) * 2.0
+        q = (0.25 * s, (m01 + m10) / s, (m02 + m20) / s, (m21 - m12) / s)
+    elif pivot == 2:
+        s = math.sqrt(max(1.0 - m00 + m11 - m22, 1e-300)) * 2.0
+        q = ((m01 + m10) / s, 0.25 * s, (m12 + m21) / s, (m02 - m20) / s)
+    else:
+        s = math.sqrt(max(1.0 - m00 - m11 + m22, 1e-300)) * 2.0
+        q = ((m02 + m20) / s, (m12 + m21) / s, 0.25 * s, (m10 - m01) / s)
+    n = math.sqrt(sum(c * c for c in q))
+    sign = -1.0 if q[3] < 0 else 1.0
+    return np.array([sign * c / n for c in q])
+
+
+def best_per_side(hands: Sequence[Hand]) -> dict[str, Hand]:
+    """The highest-scoring hand of each side (TF has one frame per side)."""
+    best: dict[str, Hand] = {}
+    for h in hands:
+        if h.side not in best or h.score > best[h.side].score:
+            best[h.side] = h
+    return best
+
+
+def hand_is_finite(h: Hand) -> bool:
+    return bool(np.all(np.isfinite(h.joints)) and np.all(np.isfinite(h.wrist_orientation)))
+
+
+# ---------------------------------------------------------------------------------------------
+# HandArray
+
+def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
+    m = HandMsg()
+    m.side = HandMsg.RIGHT if hand.is_right else HandMsg.LEFT
+    m.track_id = int(hand.track_id)
+    m.score = float(hand.score)
+    m.box = np.asarray(hand.box, dtype=np.float32).reshape(4)
+    joints = np.asarray(hand.joints, dtype=np.float64).reshape(21, 3)
+    # The fixed-size Point[21] already holds 21 Points: fill them instead of building new ones.
+    for p, (x, y, z) in zip(m.joints, joints.tolist()):
+        p.x, p.y, p.z = x, y, z
+    m.keypoints_2d = np.asarray(hand.keypoints_2d, dtype=np.float32).reshape(42)
+    wx, wy, wz = np.asarray(hand.wrist_position, dtype=np.float64).reshape(3).tolist()
+    m.wrist.position.x, m.wrist.position.y, m.wrist.position.z = wx, wy, wz
+    qx, qy, qz, qw = rotation_to_quaternion(hand.wrist_orientation).tolist()
+    o = m.wrist.orientation
+    o.x, o.y, o.z, o.w = qx, qy, qz, qw
+    m.reprojection_error = float(hand.reprojection_error)
+    has_mesh = hand.vertices is not None
+    m.has_mesh = has_mesh
+    if hand.global_orient is not None:
+        m.global_orient = np.asarray(hand.global_orient, dtype=np.float32).reshape(9)
+    if hand.hand_pose is not None:
+        m.hand_pose = np.asarray(hand.hand_pose, dtype=np.float32).reshape(135)
+    if hand.betas is not None:
+        m.betas = np.asarray(hand.betas, dtype=np.float32).reshape(10)
+    if publish_vertices and has_mesh:
+        # array.array from bytes: one memcpy, no per-element Python checks.
+        m.vertices = array.array("f", np.ascontiguousarray(hand.vertices, dtype=np.float32).tobytes())
+    return m
+
+
+def hands_to_msg(header: Header, hands: Iterable[Hand], publish_vertices: bool = True) -> HandArray:
+    """header: the source image's header, copied exactly (stamp and frame id)."""
+    return HandArray(header=header, hands=[hand_to_msg(h, publish_vertices) for h in hands])
+
+
+# ---------------------------------------------------------------------------------------------
+# TF
+
+def _transform(header: Header, child: str, xyz: Sequence[float], q: Sequence[float]) -> TransformStamped:
+    t = TransformStamped(header=header, child_frame_id=child)
+    tr, ro = t.transform.translation, t.transform.rotation
+    tr.x, tr.y, tr.z = xyz
+    ro.x, ro.y, ro.z, ro.w = q
+    return t
+
+
+def hand_frame_name(prefix: str, side: str, name: str = "wrist") -> str:
+    return f"{prefix}{side}_hand/{name}"
+
+
+def hand_transforms(header: Header, hands: Sequence[Hand], prefix: str = "",
+                    joint_frames: bool = False) -> list[TransformStamped]:
+    """camera frame (header.frame_id) -> <prefix><side>_hand/wrist for the best hand of each side,
+    and, with joint_frames, -> <prefix><side>_hand/joint_<k> (k = 0..20, camera-aligned, identity
+    rotation: a joint position has no orientation of its own). Stamped with header.stamp.
+    Hands with non-finite values are left out (one NaN breaks every TF consumer)."""
+    out = []
+    for side, h in best_per_side(hands).items():
+        if not hand_is_finite(h):
+            continue
+        q = rotation_to_quaternion(h.wrist_orientation).tolist()
+        out.append(_transform(header, hand_frame_name(prefix, side),
+                              np.asarray(h.wrist_position, dtype=np.float64).reshape(3).tolist(), q))
+        if joint_frames:
+            for k, xyz in enumerate(np.asarray(h.joints, dtype=np.float64).reshape(21, 3).tolist()):
+                out.append(_transform(header, hand_frame_name(prefix, side, f"joint_{k}"), xyz,
+                                      (0.0, 0.0, 0.0, 1.0)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Markers: one description, two writers (CDR bytes, message objects)
+
+@dataclass
+class MarkerSpec:
+    ns: str
+    id: int
+    type: int
+    action: int = Marker.ADD
+    scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    color: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    points: np.ndarray | None = None      # [N, 3] float64, C-contiguous
+
+
+def marker_specs(hands: Sequence[Hand], with_mesh: bool = True) -> list[MarkerSpec]:
+    """DELETEALL first (so hands that left the image vanish), then per hand slot i: the mesh
+    (`mesh`, id i; TRIANGLE_LIST of 1538 triangles when the hand has one) and the skeleton
+    (`skeleton`, id i; LINE_LIST of the 20 bones). Ids are stable per slot."""
+    specs = [MarkerSpec(ns="", id=0, type=Marker.CUBE, action=Marker.DELETEALL)]
+    for i, h in enumerate(hands):
+        color = SIDE_COLORS[h.side]
+        if with_mesh and h.vertices is not None and h.faces is not None:
+            tri = np.asarray(h.vertices, dtype=np.float64)[np.asarray(h.faces)].reshape(-1, 3)
+            specs.append(MarkerSpec(ns="mesh", id=i, type=Marker.TRIANGLE_LIST, color=color, points=tri))
+        bones = np.asarray(h.joints, dtype=np.float64)[_BONES].reshape(-1, 3)
+        specs.append(MarkerSpec(ns="skeleton", id=i, type=Marker.LINE_LIST,
+                                scale=(SKELETON_WIDTH, 0.0, 0.0), color=color[:3] + (1.0,), points=bones))
+    return specs
+
+
+def marker_array_msg(header: Header, specs: Sequence[MarkerSpec]) -> MarkerArray:
+    """Message objects (slow for meshes: the fallback and the reference for the CDR writer)."""
+    out = MarkerArray()
+    for s in specs:
+        m = Marker(header=header, ns=s.ns, id=s.id, type=s.type, action=s.action)
+        m.pose.orientation.w = 1.0
+        m.scale.x, m.scale.y, m.scale.z = s.scale
+        m.color = ColorRGBA(r=s.color[0], g=s.color[1], b=s.color[2], a=s.color[3])
+        if s.points is not None:
+            m.points = [Point(x=x, y=y, z=z) for x, y, z in s.points.tolist()]
+        out.markers.append(m)
+    return out
+
+
+class _CdrWriter:
+    """Little-endian plain CDR (XCDR1) as ROS 2's Fast DDS writes it: a 4-byte encapsulation
+    header, then every primitive aligned to its size, counted from the end of that header."""
+
+    HEADER = b"\x00\x01\x00\x00"   # CDR_LE, no options
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = [self.HEADER]
+        self._n = 0
+
+    def _align(self, a: int) -> None:
+        r = self._n % a
+        if r:
+            self._parts.append(b"\0" * (a - r))
+            self._n += a - r
+
+    def raw(self, b: bytes) -> None:
+        self._parts.append(b)
+        self._n += len(b)
+
+    def pack(self, fmt: str, align: int, *values: Any) -> None:
+        self._align(align)
+        self.raw(struct.pack("<" + fmt, *values))
+
+    def u8(self, v: int) -> None:
+        self.raw(bytes((v & 0xFF,)))
+
+    def u32(self, v: int) -> None:
+        self.pack("I", 4, v)
+
+    def string(self, s: str) -> None:
+        b = s.encode() + b"\0"
+        self.u32(len(b))
+        self.raw(b)
+
+    def header(self, sec: int, nanosec: int, frame_id: str) -> None:
+        self.pack("iI", 4, sec, nanosec)
+        self.string(frame_id)
+
+    def f64_block(self, a: np.ndarray) -> None:
+        """A sequence<struct of float64s> body: aligned once, then the raw array."""
+        if a.size:
+            self._align(8)
+            self.raw(np.ascontiguousarray(a, dtype="<f8").tobytes())
+
+    def getvalue(self) -> bytes:
+        return b"".join(self._parts)
+
+
+def marker_array_cdr(stamp_sec: int, stamp_nanosec: int, frame_id: str, specs: Sequence[MarkerSpec]) -> bytes:
+    """visualization_msgs/MarkerArray (Jazzy layout) serialized, for Publisher.publish(bytes)."""
+    w = _CdrWriter()
+    w.u32(len(specs))
+    for s in specs:
+        w.header(stamp_sec, stamp_nanosec, frame_id)
+        w.string(s.ns)
+        w.pack("iii", 4, s.id, s.type, s.action)
+        w.pack("7d", 8, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0)   # pose: identity
+        w.pack("3d", 8, *s.scale)
+        w.pack("4f", 4, *s.color)
+        w.pack("iI", 4, 0, 0)                                 # lifetime 0 = forever (DELETEALL clears)
+        w.u8(0)                                               # frame_locked
+        pts = s.points if s.points is not None else np.empty((0, 3))
+        w.u32(len(pts))
+        w.f64_block(pts)
+        w.u32(0)                  # colors
+        w.string("")              # texture_resource
+        w.header(0, 0, "")        # texture: sensor_msgs/CompressedImage header
+        w.string("")              #   format
+        w.u32(0)                  #   data
+        w.u32(0)                  # uv_coordinates
+        w.string("")              # text
+        w.string("")              # mesh_resource
+        w.string("")              # mesh_file.filename
+        w.u32(0)                  # mesh_file.data
+        w.u8(0)                   # mesh_use_embedded_materials
+    return w.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Debug image
+
+def image_cdr(stamp_sec: int, stamp_nanosec: int, frame_id: str, rgb: np.ndarray) -> bytes:
+    """sensor_msgs/Image (rgb8) serialized, for Publisher.publish(bytes)."""
+    h, w = rgb.shape[:2]
+    cw = _CdrWriter()
+    cw.header(stamp_sec, stamp_nanosec, frame_id)
+    cw.pack("II", 4, h, w)
+    cw.string("rgb8")
+    cw.u8(0)                      # is_bigendian
+    cw.u32(w * 3)                 # step
+    cw.u32(h * w * 3)
+    cw.raw(np.ascontiguousarray(rgb, dtype=np.uint8).tobytes())
+    return cw.getvalue()
+
+
+def image_msg(header: Header, rgb: np.ndarray) -> Image:
+    h, w = rgb.shape[:2]
+    return Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
+                 data=array.array("B", np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()))
+
+
+def draw_overlay(rgb: np.ndarray, hands: Sequence[Hand]) -> np.ndarray:
+    """A copy of the image with each hand's box, 2D skeleton and a label (side, score, track id)."""
+    import cv2
+
+    out = np.ascontiguousarray(rgb).copy()
+    scale = max(1, round(max(out.shape[:2]) / 640))
+    for h in hands:
+        color = tuple(int(255 * c) for c in SIDE_COLORS[h.side][:3])
+        x1, y1, x2, y2 = (int(round(v)) for v in np.nan_to_num(np.asarray(h.box, dtype=np.float64)))
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, scale)
+        label = f"{h.side[0].upper()} {h.score:.2f}" + (f" #{h.track_id}" if h.track_id >= 0 else "")
+        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, color, scale,
+                    cv2.LINE_AA)
+        kp = np.asarray(h.keypoints_2d, dtype=np.float64).reshape(21, 2)
+        if not np.all(np.isfinite(kp)):
+            continue
+        # cv2.polylines draws all 20 bones in one call.
+        lines = np.round(kp[_BONES]).astype(np.int32)
+        cv2.polylines(out, list(lines), False, color, scale, cv2.LINE_AA)
+        for u, v in np.round(kp).astype(np.int32):
+            cv2.circle(out, (int(u), int(v)), 2 * scale, (255, 255, 255), -1)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+def cdr_self_check() -> str | None:
+    """None when rclpy reads the CDR writers' bytes back as exactly the messages its own
+    serializer writes for the same content (so they may be published as bytes); otherwise what
+    differs."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    header = Header(frame_id="camera_color_optical_frame")
+    header.stamp.sec, header.stamp.nanosec = 1_700_000_001, 987_654_321
+    sec, nsec, frame = header.stamp.sec, header.stamp.nanosec, header.frame_id
+    rng = np.random.default_rng(0)
+    specs = [MarkerSpec(ns="", id=0, type=Marker.CUBE, action=Marker.DELETEALL),
+             MarkerSpec(ns="mesh", id=0, type=Marker.TRIANGLE_LIST, color=(0.1, 0.2, 0.3, 0.4),
+                        points=rng.normal(size=(9, 3))),
+             MarkerSpec(ns="skeleton", id=1, type=Marker.LINE_LIST, scale=(0.004, 0.0, 0.0),
+                        points=rng.normal(size=(4, 3)))]
+    rgb = rng.integers(0, 255, (3, 5, 3), dtype=np.uint8)
+    checks = (("MarkerArray", marker_array_cdr(sec, nsec, frame, specs),
+               serialize_message(marker_array_msg(header, specs))),
+              ("Image", image_cdr(sec, nsec, frame, rgb), serialize_message(image_msg(header, rgb))))
+    # Compared after deserializing both: Fast CDR leaves its alignment padding uninitialised, so
+    # the bytes themselves may differ where no field lives.
+    for name, ours, ref in checks:
+        cls = MarkerArray if name == "MarkerArray" else Image
+        try:
+            got = deserialize_message(ours, cls)
+        except Exception as e:  # noqa: BLE001 -- any failure means "do not use the writer"
+            return f"{name}: rclpy cannot read our CDR ({type(e).__name__}: {e})"
+        if len(ours) != len(ref) or got != deserialize_message(ref, cls):
+            return f"{name}: our CDR ({len(ours)} bytes) does not match rclpy's ({len(ref)} bytes)"
+    return None

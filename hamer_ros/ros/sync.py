@@ -1,0 +1,320 @@
+"""Pairing images with camera intrinsics, the newest-frame mailbox, and log throttling.
+
+Why not message_filters: an ExactTime / ApproximateTime synchronizer only emits a pair when
+both topics have a message close in time, so an image is silently dropped whenever CameraInfo is
+published once (latched, as many drivers and bag tools do) or at a lower rate than the images;
+it also queues frames on both topics, which adds latency behind a slow model, and it is not
+installable here. Intrinsics change rarely, so the node pairs each image with the newest
+CameraInfo of the same frame (policy `latest`) and never waits for one. Where the intrinsics do
+change per frame (zoom, auto-calibration), policy `exact` pairs by identical stamp from a small
+buffer instead.
+
+Everything here is plain Python on plain values (duck-typed messages, nanosecond stamps), so it
+is unit-tested without ROS; the node only feeds it.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Generic, TypeVar
+
+import numpy as np
+
+SYNC_POLICIES = ("latest", "exact")
+
+# Distortion models whose coefficients mean what OpenCV's undistortPoints expects.
+OPENCV_MODELS = ("plumb_bob", "rational_polynomial")
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (sec, nanosec) -> integer nanoseconds (exact; no float rounding)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def format_stamp(ns: int) -> str:
+    return f"{ns // 1_000_000_000}.{ns % 1_000_000_000:09d}"
+
+
+def intrinsics_problem(K: np.ndarray) -> tuple[str, str] | None:
+    """(kind, why) when K cannot be used to place hands, else None. `kind` groups log messages."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        return "shape", f"K must be 3x3, got shape {K.shape}"
+    if not np.all(np.isfinite(K)):
+        return "nan", f"K contains NaN or infinite values (fx={K[0, 0]}, fy={K[1, 1]}, cx={K[0, 2]}, cy={K[1, 2]})"
+    if not np.any(K):
+        return "zero", "K is all zeros (an uncalibrated camera, or a driver that does not fill CameraInfo.k)"
+    if K[0, 0] <= 0 or K[1, 1] <= 0:
+        return "focal", f"focal lengths must be positive, got fx={K[0, 0]}, fy={K[1, 1]}"
+    return None
+
+
+def check_intrinsics(K: np.ndarray) -> str | None:
+    """Why K cannot be used to place hands, or None when it can."""
+    problem = intrinsics_problem(K)
+    return None if problem is None else problem[1]
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """What the pipeline needs from one CameraInfo."""
+
+    K: np.ndarray                 # 3x3 float64
+    D: np.ndarray | None          # OpenCV distortion coefficients, None when none apply
+    stamp_ns: int
+    frame_id: str
+    width: int
+    height: int
+    problem: str | None = None    # why K is unusable (see check_intrinsics); None = usable
+    problem_kind: str = ""        # groups problems of one kind (for log throttling)
+    note: str | None = None       # a non-fatal remark (e.g. a distortion model OpenCV lacks)
+
+
+def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics:
+    """sensor_msgs/CameraInfo -> Intrinsics.
+
+    rectified=False: the image is the raw one, so K (`k`) with the distortion `d` applies.
+    rectified=True: the image was rectified (image_rect*), so the projection P[:, :3] applies and
+    there is no distortion left (the REP-104 convention image_geometry follows).
+    """
+    note = None
+    if rectified:
+        K = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3].copy()
+        D = None
+    else:
+        K = np.asarray(msg.k, dtype=np.float64).reshape(3, 3).copy()
+        d = np.asarray(msg.d, dtype=np.float64).reshape(-1)
+        model = str(msg.distortion_model)
+        if d.size == 0 or not np.any(d):
+            D = None
+        elif model in OPENCV_MODELS and np.all(np.isfinite(d)):
+            D = d.copy()
+        else:
+            D = None
+            note = (f"distortion model '{model}' with coefficients {d.tolist()} is not an OpenCV "
+                    f"model ({', '.join(OPENCV_MODELS)}); ignoring the distortion. Feed a rectified "
+                    "image (image_rect) and set image_is_rectified:=true for accurate 3D")
+    kind, problem = intrinsics_problem(K) or ("", None)
+    return Intrinsics(K=K, D=D, stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=str(msg.header.frame_id),
+                      width=int(msg.width), height=int(msg.height), problem=problem, problem_kind=kind, note=note)
+
+
+@dataclass
+class Problem:
+    key: str          # groups repeats of the same cause, for throttling
+    text: str
+    skip: bool        # True: the frame cannot be processed; False: a warning only
+
+
+@dataclass
+class Match:
+    intrinsics: Intrinsics | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        return self.intrinsics is not None and not any(p.skip for p in self.problems)
+
+
+class CameraInfoSync:
+    """Holds received CameraInfos and pairs an image (stamp, frame_id, size) with one.
+
+    latest: the newest CameraInfo of the image's frame_id (or of any frame, with a warning).
+            Never blocks; an old CameraInfo only warns (a driver that publishes it once, latched,
+            is normal), but a frame without any CameraInfo is skipped.
+    exact:  the CameraInfo with the image's exact stamp, from a buffer of the last `buffer`
+            ones; a frame without one is skipped.
+    Thread-safe: `add` runs on the executor thread, `match` on the inference thread.
+    """
+
+    def __init__(self, topic: str = "camera_info", policy: str = "latest", stale_after: float = 5.0,
+                 buffer: int = 30) -> None:
+        self.topic = topic
+        self.policy = policy
+        self.stale_after = stale_after
+        self._latest: dict[str, Intrinsics] = {}
+        self._newest: Intrinsics | None = None
+        self._recent: deque[Intrinsics] = deque(maxlen=buffer)
+        self._lock = threading.Lock()
+        self.received = 0
+
+    @property
+    def policy(self) -> str:
+        return self._policy
+
+    @policy.setter
+    def policy(self, value: str) -> None:
+        if value not in SYNC_POLICIES:
+            raise ValueError(f"camera_info_sync must be one of {SYNC_POLICIES}, got {value!r}")
+        self._policy = value
+
+    def add(self, info: Intrinsics) -> None:
+        with self._lock:
+            self.received += 1
+            self._latest[info.frame_id] = info
+            self._newest = info
+            self._recent.append(info)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._latest.clear()
+            self._newest = None
+            self._recent.clear()
+
+    def has_exact(self, stamp_ns: int) -> bool:
+        with self._lock:
+            return any(i.stamp_ns == stamp_ns for i in self._recent)
+
+    def match(self, stamp_ns: int, frame_id: str, width: int = 0, height: int = 0,
+              topic_has_publishers: bool | None = None) -> Match:
+        with self._lock:
+            newest, same_frame = self._newest, self._latest.get(frame_id)
+            exact = [i for i in self._recent if i.stamp_ns == stamp_ns]
+            nearest = min((abs(i.stamp_ns - stamp_ns) for i in self._recent), default=None)
+        if newest is None:
+            hint = "" if topic_has_publishers is None else (
+                " (the topic has no publisher)" if not topic_has_publishers else " (the topic has a publisher)")
+            return Match(None, [Problem("no_info", (
+                f"no CameraInfo on {self.topic} yet{hint} -- is the camera driver publishing it? "
+                f"Remap camera_info:=<camera>/camera_info. Skipping frames until one arrives."), True)])
+
+        problems: list[Problem] = []
+        if self.policy == "exact":
+            info = next((i for i in exact if i.frame_id == frame_id), exact[0] if exact else None)
+            if info is None:
+                gap = "" if nearest is None else f"; the nearest is {nearest / 1e6:.1f} ms away"
+                return Match(None, [Problem("no_exact", (
+                    f"no CameraInfo on {self.topic} with the image's stamp {format_stamp(stamp_ns)} "
+                    f"(camera_info_sync: exact{gap}); skipping the frame. Use camera_info_sync:=latest "
+                    "unless the intrinsics change per frame"), True)])
+        else:
+            info = same_frame or newest
+            age = (stamp_ns - info.stamp_ns) / 1e9
+            if self.stale_after > 0 and age > self.stale_after:
+                problems.append(Problem("stale", (
+                    f"the newest CameraInfo on {self.topic} is {age:.1f} s older than the image "
+                    f"(camera_info_timeout: {self.stale_after:g} s); using it anyway -- fine if the "
+                    "driver publishes it once (latched), otherwise check that it still runs"), False))
+
+        if info.frame_id != frame_id:
+            problems.append(Problem("frame_id", (
+                f"CameraInfo frame_id '{info.frame_id}' differs from the image's '{frame_id}'; using "
+                "it anyway, results are published in the image's frame. Check that both topics come "
+                "from the same camera"), False))
+        if width and height and info.width and info.height and (info.width, info.height) != (width, height):
+            problems.append(Problem("size", (
+                f"CameraInfo is for {info.width}x{info.height} px but the image is {width}x{height} px; "
+                "the intrinsics probably belong to another resolution (3D will be off). Remap "
+                "camera_info:= to the matching stream"), False))
+        if info.note:
+            problems.append(Problem("distortion", info.note, False))
+        if info.problem:
+            problems.append(Problem(f"bad_K:{info.problem_kind}", (
+                f"unusable camera intrinsics on {self.topic} (frame '{info.frame_id}'): "
+                f"{info.problem}; skipping the frame. Calibrate the camera or fix its driver"), True))
+        return Match(info, problems)
+
+
+class StampMonitor:
+    """Notices time going backwards (a looping bag, a restarted driver, a reset sim clock)."""
+
+    def __init__(self) -> None:
+        self.last_ns: int | None = None
+
+    def update(self, stamp_ns: int) -> int | None:
+        """Records the stamp; returns the previous one when the new one is earlier, else None."""
+        prev, self.last_ns = self.last_ns, stamp_ns
+        if prev is not None and stamp_ns < prev:
+            return prev
+        return None
+
+
+class Throttle:
+    """At most one message per key per `period` seconds; counts what it held back, so the next
+    message can say how many repeats it stands for."""
+
+    def __init__(self, period: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.period = period
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def ready(self, key: str, period: float | None = None) -> tuple[bool, int]:
+        """(whether to log now, how many were held back since the last one logged)."""
+        now = self._clock()
+        p = self.period if period is None else period
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < p:
+                self._held[key] = self._held.get(key, 0) + 1
+                return False, 0
+            self._last[key] = now
+            return True, self._held.pop(key, 0)
+
+
+T = TypeVar("T")
+
+
+class LatestMailbox(Generic[T]):
+    """A one-slot mailbox: `put` replaces what is waiting (newest frame wins, nothing queues) and
+    counts the replaced item as dropped; `get` blocks for the next item. `notify` wakes a waiter
+    without an item (used when a CameraInfo arrives for a frame that waits for it)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._closed = False
+        self.put_count = 0
+        self.dropped = 0
+
+    def put(self, item: T) -> bool:
+        """Returns True when an unprocessed item was replaced (dropped)."""
+        with self._cond:
+            dropped = self._item is not None
+            self._item = item
+            self.put_count += 1
+            self.dropped += dropped
+            self._cond.notify_all()
+            return dropped
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """The waiting item (removing it), or None when closed or on timeout."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+            if self._closed:
+                return None
+            item, self._item = self._item, None
+            return item
+
+    def pending(self) -> bool:
+        with self._cond:
+            return self._item is not None
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Waits until predicate() or a new item or close, for at most `timeout` s; returns
+        predicate()'s last value."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self._cond:
+            while True:
+                ok = predicate()
+                left = deadline - time.monotonic()
+                if ok or self._item is not None or self._closed or left <= 0:
+                    return ok
+                self._cond.wait(left)
+
+    def notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._item = None
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

@@ -1,0 +1,245 @@
+"""hand_mesh_node's parameters: the declared table, config/hands.yaml, launch/hands.launch.py (read
+statically: `launch` is not installable here), rviz/hands.rviz, and the node's handling of invalid
+values, at start-up and at run time (an in-process node; one subprocess for a fatal start)."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = ROOT / "launch" / "hands.launch.py"
+CONFIG = ROOT / "config" / "hands.yaml"
+RVIZ = ROOT / "rviz" / "hands.rviz"
+
+try:
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from hamer_ros.ros.node import PARAMETERS, HandMeshNode, StartupError
+except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
+    pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
+                allow_module_level=True)
+
+DECLARED = {p.name: p for p in PARAMETERS}
+ROIS = "[{box: [30, 50, 130, 170], side: left}, {box: [180, 50, 280, 170], side: right}]"
+
+
+# ------------------------------------------------------------------------------------------------
+# the table, the YAML, the launch file, the RViz config
+
+def test_parameter_table():
+    assert len(DECLARED) == len(PARAMETERS), "duplicate parameter names"
+    required = {"checkpoint", "mano", "device", "precision", "detector", "rois", "max_hands", "min_score",
+                "rescale", "refine_translation", "tracking", "box_smoothing", "qos_reliability",
+                "camera_info_sync", "camera_info_timeout", "tf_prefix", "publish_tf", "publish_joint_frames",
+                "publish_vertices", "publish_markers", "publish_debug_image", "diagnostics_period"}
+    assert required <= DECLARED.keys()
+    for name in ("checkpoint", "mano", "device", "precision", "detector"):
+        assert DECLARED[name].read_only, name
+    for name in ("min_score", "max_hands", "tf_prefix", "box_smoothing", "refine_translation",
+                 "publish_tf", "publish_joint_frames", "publish_vertices", "publish_markers", "publish_debug_image"):
+        assert not DECLARED[name].read_only, name
+    for p in PARAMETERS:
+        assert p.description and p.validate(p.default) is None, p.name
+        if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
+            assert p.range is not None, f"{p.name}: numeric parameters get a range"
+
+
+def test_yaml_sets_every_declared_parameter_to_its_default():
+    params = yaml.safe_load(CONFIG.read_text())["/**/hand_mesh_node"]["ros__parameters"]
+    assert set(params) == set(DECLARED), (set(params) ^ set(DECLARED))
+    for name, value in params.items():
+        default = DECLARED[name].default
+        assert type(value) is type(default) and value == default, (name, value, default)
+
+
+def _launch_tree() -> ast.Module:
+    source = LAUNCH.read_text()
+    compile(source, str(LAUNCH), "exec")
+    return ast.parse(source)
+
+
+def _call_name(node: ast.Call) -> str:
+    return node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+
+
+def test_launch_file_sets_only_declared_parameters():
+    tree = _launch_tree()
+    arguments = {c.args[0].value for c in ast.walk(tree)
+                 if isinstance(c, ast.Call) and _call_name(c) == "DeclareLaunchArgument"}
+    configurations = {c.args[0].value for c in ast.walk(tree)
+                      if isinstance(c, ast.Call) and _call_name(c) == "LaunchConfiguration" and c.args
+                      and isinstance(c.args[0], ast.Constant)}
+    assert {"image_topic", "camera_info_topic", "namespace", "params_file", "checkpoint", "mano", "device",
+            "rviz"} <= arguments
+    assert configurations <= arguments, f"undeclared launch arguments: {configurations - arguments}"
+
+    # Parameter names: PARAMETER_ARGUMENTS (launch arguments forwarded as parameters) and the keys
+    # of every dict literal given to `parameters=`.
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PARAMETER_ARGUMENTS" for t in node.targets):
+            forwarded = ast.literal_eval(node.value)
+            names |= set(forwarded)
+            assert set(forwarded) <= arguments
+        if isinstance(node, ast.keyword) and node.arg == "parameters":
+            for d in ast.walk(node.value):
+                if isinstance(d, ast.Dict):
+                    names |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
+    assert names, "found no parameters in the launch file"
+    assert names <= DECLARED.keys(), f"the launch file sets undeclared parameters: {names - DECLARED.keys()}"
+
+    source = LAUNCH.read_text()
+    for needle in ('"hand_mesh_node"', '"hands.yaml"', '"hands.rviz"', '("image",', '("camera_info",',
+                   'get_package_share_directory("hamer_ros")', "IfCondition"):
+        assert needle in source, needle
+
+
+def test_rviz_config():
+    cfg = yaml.safe_load(RVIZ.read_text())
+    manager = cfg["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "camera_color_optical_frame"
+    displays = {d["Class"]: d for d in manager["Displays"]}
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "hands/debug_image"
+    assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "hands/markers"
+    assert "rviz_default_plugins/TF" in displays
+    for d in manager["Displays"]:
+        assert d["Enabled"] is True and d["Name"]
+    assert manager["Views"]["Current"]["Class"] == "rviz_default_plugins/Orbit"
+
+
+# ------------------------------------------------------------------------------------------------
+# the node in-process: declared parameters, descriptors, run-time validation
+
+@pytest.fixture(scope="module")
+def context():
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
+    os.environ.pop("ROS_LOCALHOST_ONLY", None)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    rclpy.try_shutdown(context=ctx)
+
+
+def _make(context, **params) -> HandMeshNode:
+    overrides = [Parameter(k, value=v) for k, v in params.items()]
+    return HandMeshNode(context=context, parameter_overrides=overrides,
+                        namespace=f"/t{os.getpid()}/inproc")
+
+
+@pytest.fixture(scope="module")
+def node(context):
+    n = _make(context, detector="fixed", rois=ROIS, device="cpu")
+    yield n
+    n.close()
+    n.destroy_node()
+
+
+def test_node_declares_the_table(node):
+    names = set(node.list_parameters([], 0).names)
+    assert set(DECLARED) <= names
+    by_name = dict(zip(DECLARED, node.describe_parameters(list(DECLARED))))
+    assert by_name["checkpoint"].read_only and not by_name["min_score"].read_only
+    assert by_name["min_score"].floating_point_range[0].to_value == 1.0
+    assert by_name["max_hands"].integer_range[0].from_value == 1
+    assert "one of: best_effort, reliable" in by_name["qos_reliability"].additional_constraints
+    assert all(d.description for d in by_name.values())
+
+
+@pytest.mark.parametrize("name,value,reason", [
+    ("min_score", 1.5, "out of range"),
+    ("min_score", "high", "type"),
+    ("max_hands", 0, "out of range"),
+    ("box_smoothing", 0.0, "out of range"),
+    ("camera_info_sync", "approximate", "must be one of latest, exact"),
+    ("tf_prefix", "/robot", "must not start with '/'"),
+    ("tf_prefix", "a b", "only letters"),
+    ("rois", "[{box: [1, 2, 3, 4]}]", "missing 'side'"),
+    ("rois", "[{box: [1, 2, 3], side: left}]", "4 finite numbers"),
+    ("rois", "{not: a list}", "must be a list"),
+    ("rois", "[{box: [10, 10, 5, 50], side: left}]", "non-positive width"),
+    ("checkpoint", "/other.ckpt", "read-only"),
+    ("detector", "mediapipe", "read-only"),
+    ("qos_reliability", "reliable", "read-only"),
+])
+def test_invalid_runtime_values_are_rejected_with_a_reason(node, name, value, reason):
+    before = node.get_parameter(name).value
+    (result,) = node.set_parameters([Parameter(name, value=value)])
+    assert not result.successful
+    assert reason.lower() in result.reason.lower(), result.reason
+    assert node.get_parameter(name).value == before
+
+
+def test_runtime_values_take_effect(node):
+    changes = dict(min_score=0.3, max_hands=1, tf_prefix="robot1/", box_smoothing=0.5, refine_translation=False,
+                   publish_joint_frames=True, publish_vertices=False, publish_markers=False, rescale=2.5,
+                   rois="[{box: [0, 0, 50, 60], side: right}]", camera_info_sync="exact", tracking=False)
+    results = node.set_parameters([Parameter(k, value=v) for k, v in changes.items()])
+    assert all(r.successful for r in results), [r.reason for r in results]
+    assert node._opts.tf_prefix == "robot1/" and node._opts.publish_joint_frames and not node._opts.publish_vertices
+    assert node._sync.policy == "exact"
+    node._apply_pending()          # what the worker does before the next frame
+    cfg = node.pipeline.config
+    assert (cfg.min_score, cfg.max_hands, cfg.box_smoothing, cfg.refine, cfg.rescale) == (0.3, 1, 0.5, False, 2.5)
+    assert node.pipeline.tracker is None
+    dets = node.pipeline.detector(None)
+    assert len(dets) == 1 and dets[0].is_right and list(dets[0].box) == [0, 0, 50, 60]
+    (r,) = node.set_parameters([Parameter("tracking", value=True)])
+    node._apply_pending()
+    assert r.successful and node.pipeline.tracker is not None and node.pipeline.tracker.alpha == 0.5
+
+
+def test_yaml_key_reaches_the_node_in_any_namespace(tmp_path):
+    """The launch file may put the node in a namespace: the params file must still apply."""
+    doc = yaml.safe_load(CONFIG.read_text())
+    (key,) = doc
+    doc[key]["ros__parameters"]["max_hands"] = 7
+    path = tmp_path / "hands.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    for ns in ("", "/robot1/camera"):
+        ctx = rclpy.Context()
+        rclpy.init(args=["hand_mesh_node", "--ros-args", "--params-file", str(path)], context=ctx)
+        try:
+            n = rclpy.create_node("hand_mesh_node", namespace=ns, context=ctx)
+            assert n.declare_parameter("max_hands", 2).value == 7, ns
+            n.destroy_node()
+        finally:
+            rclpy.try_shutdown(context=ctx)
+
+
+def test_startup_errors_name_the_fix(context, monkeypatch):
+    with pytest.raises(StartupError, match="detector 'fixed' needs rois"):
+        _make(context, detector="fixed")
+    with pytest.raises(StartupError, match=r"'min_score'.*INTEGER.*decimal point"):
+        _make(context, detector="fixed", rois=ROIS, min_score=1)
+    with pytest.raises(StartupError, match="device must be auto, cpu"):
+        _make(context, device="tpu")
+    import torch
+    if not torch.cuda.is_available():
+        with pytest.raises(StartupError, match="CUDA is not available.*device:=cpu"):
+            _make(context, device="cuda", detector="fixed", rois=ROIS)
+    # MediaPipe missing: the error names the install command (and the alternative)
+    monkeypatch.setitem(sys.modules, "mediapipe", None)
+    with pytest.raises(StartupError, match=r"pip install.*mediapipe.*detector:=fixed"):
+        _make(context, detector="mediapipe", device="cpu")
+
+
+@pytest.mark.ros
+def test_fatal_start_exits_1_without_traceback(tmp_path):
+    from ament_index_python.packages import get_package_prefix
+    exe = Path(get_package_prefix("hamer_ros"), "lib", "hamer_ros", "hand_mesh_node")
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0")
+    env.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    out = subprocess.run([str(exe), "--ros-args", "-p", "detector:=fixed", "-r", f"__ns:=/t{os.getpid()}/fatal"],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    text = out.stdout + out.stderr
+    assert out.returncode == 1, text
+    assert "[FATAL]" in text and "detector 'fixed' needs rois" in text and "Traceback" not in text
