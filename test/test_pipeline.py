@@ -149,3 +149,29 @@ def test_mediapipe_and_tiny_model_on_a_real_image(tiny_model, examples):
         # refined against MediaPipe's keypoints: these are the detector's, in the image
         assert (h.keypoints_2d >= 0).all() and (h.keypoints_2d[:, 0] < w).all()
     pipe.close()
+
+
+def test_reconfigure_between_frames(tiny_model):
+    pipe = pipeline_with(tiny_model, ROIS)
+    assert len(pipe(frame(), K)) == 2
+    pipe.reconfigure(rois=ROIS[1:], tracking=True, box_smoothing=0.5)
+    hands = pipe(frame(), K)
+    assert [h.side for h in hands] == ["left"] and hands[0].track_id >= 0
+    assert pipe.tracker.alpha == 0.5
+    pipe.reconfigure(max_hands=1, rois=ROIS)
+    assert len(pipe(frame(), K)) == 1
+    with pytest.raises(ValueError, match="start-up"):
+        pipe.reconfigure(device="cuda")
+    with pytest.raises(ValueError, match="unknown"):
+        pipe.reconfigure(nonsense=1)
+    pipe.reset_tracking()
+
+
+def test_cuda_without_cuda_is_a_clear_error():
+    import torch
+    from hamer_ros.perception.pipeline import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: nothing to refuse")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        resolve_device("cuda:0")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +45,18 @@ class PipelineConfig:
     static_images: bool = False     # independent images (CLI) instead of a video stream
 
 
+# Fixed when the pipeline is built (model, weights, detector kind): changing them means a new one.
+RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "detector", "static_images"})
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device '{name}' requested but CUDA is not available to torch "
+                         f"{torch.__version__}; use device cpu (or auto)")
+    return device
 
 
 class HandPipeline:
@@ -100,6 +108,35 @@ class HandPipeline:
 
     def close(self) -> None:
         self.detector.close()
+
+    def reconfigure(self, **changes: Any) -> None:
+        """Change settings between frames. Rebuilds what fixes a setting at construction (the
+        tracker, MediaPipe's hand count and confidence, fixed ROIs); the old detector stays if the
+        new one cannot start."""
+        unknown = changes.keys() - {f.name for f in fields(PipelineConfig)}
+        if unknown:
+            raise ValueError(f"unknown pipeline settings: {sorted(unknown)}")
+        if RESTART_FIELDS & changes.keys():
+            raise ValueError(f"{sorted(RESTART_FIELDS & changes.keys())} can only be set at start-up")
+        old, cfg = self.config, replace(self.config, **changes)
+        if cfg.detector == "fixed":
+            rebuild = cfg.rois != old.rois
+        else:
+            rebuild = (cfg.max_hands, cfg.min_score) != (old.max_hands, old.min_score)
+        if rebuild:
+            detector = self._make_detector(cfg)
+            self.detector.close()
+            self.detector = detector
+        if cfg.tracking != old.tracking:
+            self.tracker = HandTracker(alpha=cfg.box_smoothing) if cfg.tracking else None
+        elif self.tracker is not None:
+            self.tracker.alpha = cfg.box_smoothing
+        self.config = cfg
+
+    def reset_tracking(self) -> None:
+        """Forget track ids, e.g. when time jumps back (a looping bag)."""
+        if self.tracker is not None:
+            self.tracker.reset()
 
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None) -> list[Hand]:
         times = StageTimes()

@@ -374,14 +374,9 @@ class HandMeshNode(Node):
     def _make_pipeline(self, v: dict[str, Any]) -> Any:
         # Imported here, not at module level: torch takes seconds to import, and a Ctrl-C during a
         # module-level import would end in a traceback before main() can handle it.
-        import torch
-
         from ..perception.pipeline import HandPipeline, PipelineConfig
 
         device = v["device"]
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise StartupError(f"device '{device}' requested but CUDA is not available to torch "
-                               f"{torch.__version__}; set device:=cpu (or auto)")
         ckpt = v["checkpoint"]
         cfg = PipelineConfig(checkpoint=str(Path(ckpt).expanduser()) if ckpt else "",
                              mano=str(Path(v["mano"]).expanduser()) if v["mano"] else "",
@@ -519,44 +514,12 @@ class HandMeshNode(Node):
             pending, self._pending = self._pending, {}
         if not pending:
             return
-        p = self._pipeline
-        cfg = p.config
-        for name, value in pending.items():
-            if name == "min_score":
-                cfg.min_score = value
-            elif name == "max_hands":
-                cfg.max_hands = value
-            elif name == "rescale":
-                cfg.rescale = value
-            elif name == "refine_translation":
-                cfg.refine = value
-            elif name == "box_smoothing":
-                cfg.box_smoothing = value
-                if p.tracker is not None:
-                    p.tracker.alpha = value
-            elif name == "tracking":
-                cfg.tracking = value
-                if value and p.tracker is None:
-                    from ..perception.track import HandTracker
-                    p.tracker = HandTracker(alpha=cfg.box_smoothing)
-                elif not value:
-                    p.tracker = None
-            elif name == "rois":
-                from ..perception.detect import make_detector
-                cfg.rois = parse_rois(value)
-                p.detector.close()
-                p.detector = make_detector("fixed", rois=cfg.rois)
-        # MediaPipe fixes its hand count and confidence when its graph is built: rebuild it.
-        if cfg.detector == "mediapipe" and ({"max_hands", "min_score"} & pending.keys()):
-            from ..perception.detect import make_detector
-            try:
-                new = make_detector("mediapipe", max_hands=cfg.max_hands, min_detection_confidence=cfg.min_score,
-                                    video_mode=True)
-            except Exception as e:  # noqa: BLE001
-                self._log.error(f"could not rebuild the MediaPipe detector ({e}); keeping the old one")
-            else:
-                p.detector.close()
-                p.detector = new
+        names = {"refine_translation": "refine"}
+        changes = {names.get(k, k): parse_rois(v) if k == "rois" else v for k, v in pending.items()}
+        try:
+            self._pipeline.reconfigure(**changes)
+        except Exception as e:  # noqa: BLE001 -- e.g. MediaPipe failing to restart
+            self._log.error(f"could not apply {sorted(pending)} ({e}); keeping the previous settings")
 
     def _run_worker(self) -> None:
         while not self._stopping.is_set():
@@ -592,8 +555,7 @@ class HandMeshNode(Node):
             self._warn("backwards", (
                 f"image stamps went backwards ({format_stamp(prev)} -> {format_stamp(stamp_ns)}), e.g. a "
                 "looping bag or a restarted driver: resetting hand tracking; frames are still processed"))
-            if getattr(self._pipeline, "tracker", None) is not None:
-                self._pipeline.tracker.reset()
+            self._pipeline.reset_tracking()
         try:
             rgb = image_to_rgb(msg)
         except ImageConversionError as e:

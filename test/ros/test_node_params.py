@@ -223,7 +223,7 @@ def test_startup_errors_name_the_fix(context, monkeypatch):
         _make(context, device="tpu")
     import torch
     if not torch.cuda.is_available():
-        with pytest.raises(StartupError, match="CUDA is not available.*device:=cpu"):
+        with pytest.raises(StartupError, match="CUDA is not available.*use device cpu"):
             _make(context, device="cuda", detector="fixed", rois=ROIS)
     # MediaPipe missing: the error names the install command (and the alternative)
     monkeypatch.setitem(sys.modules, "mediapipe", None)
