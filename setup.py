@@ -19,7 +19,9 @@ setup(
     ],
     extras_require={
         "mediapipe": ["mediapipe==0.10.21"],
-        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],  # onnxscript: torch.onnx's exporter
+        # Torch-TensorRT is not an extra: each release pins one torch release, and resolving it
+        # here would replace a CUDA/Jetson torch. scripts/bootstrap.sh installs the matching one.
         "test": ["pytest>=7", "pytest-timeout>=2"],
     },
     entry_points={"console_scripts": ["hamer-ros=hamer_ros.cli:main"]},

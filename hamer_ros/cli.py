@@ -125,7 +125,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cfg = dict(checkpoint=args.checkpoint or "", mano=args.mano or "", device=args.device,
-               precision=args.precision, max_hands=args.max_hands, rescale=args.rescale,
+               precision=args.precision, backend=args.backend, max_hands=args.max_hands, rescale=args.rescale,
                detector="fixed" if args.roi else "mediapipe", rois=args.roi or [])
     records = []
 
@@ -176,11 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--hfov", type=float, default=DEFAULT_HFOV, help="horizontal field of view guess, degrees")
     inf.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     inf.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    inf.add_argument("--backend", default="eager", choices=("eager", "compile", "tensorrt", "onnx"),
+                     help="inference engine; unavailable or inaccurate ones fall back to eager, logged")
     inf.add_argument("--max-hands", type=int, default=4)
     inf.add_argument("--rescale", type=float, default=2.0, help="crop padding factor (reference: 2.0)")
     inf.add_argument("--roi", action="append", type=parse_roi,
                      help="fixed hand box x1,y1,x2,y2,left|right instead of MediaPipe (repeatable)")
     inf.set_defaults(func=cmd_infer)
+    from . import bench
+    bench.add_parser(sub)
     return ap
 
 

@@ -37,7 +37,16 @@ if [[ -z "${ROS_DISTRO:-}" ]]; then
   )
 fi
 # One pip call so one resolver sees every constraint (numpy<2 for mediapipe, setuptools<80 for colcon).
-"${pip[@]}" -e ".[mediapipe,test]" "${ros_pkgs[@]}"
+"${pip[@]}" -e ".[mediapipe,test,onnx]" "${ros_pkgs[@]}"
+
+# Torch-TensorRT for the `tensorrt` backend, on request only (several GB): HAMER_ROS_TENSORRT=1.
+# Only beside a CUDA torch, and the release made for that torch (each Torch-TensorRT wheel pins one
+# torch version; a mismatched one would replace it). On Jetson, use JetPack's build instead.
+if [[ "${HAMER_ROS_TENSORRT:-0}" == 1 ]] && "$vpy" -c "import sys, torch; sys.exit(0 if torch.version.cuda else 1)" 2>/dev/null; then
+  tv=$("$vpy" -c "import torch; print(torch.__version__.split('+')[0])")
+  "${pip[@]}" "torch-tensorrt==${tv}" \
+    || echo "note: no torch-tensorrt ${tv} wheel here; the tensorrt backend will fall back to eager" >&2
+fi
 
 if [[ -z "${ROS_DISTRO:-}" ]]; then
   "$vpy" "$root/scripts/fix_ros_wheels.py" "$venv"

@@ -257,3 +257,8 @@ def test_full_size_vit_h_forward_on_cpu(mano_path):
         out = model.eval()(crops(1))
     assert out.vertices.shape == (1, 778, 3) and torch.isfinite(out.vertices).all()
     assert sum(p.numel() for p in model.backbone.parameters()) == 630_912_000
+
+
+def test_empty_batch(tiny_model):
+    out = tiny_model(torch.zeros(0, 3, 256, 256))
+    assert out.vertices.shape == (0, 778, 3) and out.hand_pose.shape == (0, 15, 3, 3)

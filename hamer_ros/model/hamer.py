@@ -58,6 +58,10 @@ class HaMeR(nn.Module):
         return self.hands_from_params(pose6d, betas, cam)
 
     def hands_from_params(self, pose6d: torch.Tensor, betas: torch.Tensor, cam: torch.Tensor) -> HaMeROutput:
+        if pose6d.shape[0] == 0:   # smplx's lbs cannot reshape an empty batch
+            z = pose6d.new_zeros
+            return HaMeROutput(z(0, 778, 3), z(0, 21, 3), z(0, 21, 2), cam.float(), z(0, 3, 3),
+                               z(0, 15, 3, 3), betas.float(), z(0, 3))
         # Geometry in fp32 even under autocast: Gram-Schmidt and skinning lose millimetres in fp16.
         with torch.autocast(device_type=pose6d.device.type, enabled=False):
             pose6d, betas, cam = pose6d.float(), betas.float(), cam.float()

@@ -11,20 +11,21 @@ from .config import HaMeRConfig
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dim_head: int):
         super().__init__()
-        self.heads = heads
+        self.heads, self.dim_head = heads, dim_head   # explicit sizes: -1 cannot reshape an empty batch
         self.qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
         self.proj = nn.Linear(heads * dim_head, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1))
+        h, d = self.heads, self.dim_head
+        q, k, v = self.qkv(x).reshape(b, n, 3, h, d).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, h * d))
 
 
 class CrossAttention(nn.Module):
     def __init__(self, dim: int, context_dim: int, heads: int, dim_head: int):
         super().__init__()
-        self.heads = heads
+        self.heads, self.dim_head = heads, dim_head
         inner = heads * dim_head
         self.q = nn.Linear(dim, inner, bias=False)
         self.kv = nn.Linear(context_dim, 2 * inner, bias=False)  # [k | v]
@@ -32,9 +33,10 @@ class CrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        q = self.q(x).reshape(b, n, self.heads, -1).transpose(1, 2)
-        k, v = self.kv(context).reshape(b, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, -1))
+        h, d = self.heads, self.dim_head
+        q = self.q(x).reshape(b, n, h, d).transpose(1, 2)
+        k, v = self.kv(context).reshape(b, context.shape[1], 2, h, d).permute(2, 0, 3, 1, 4)
+        return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, h * d))
 
 
 class Mlp(nn.Module):

@@ -1,7 +1,6 @@
 """One RGB frame and the camera's real intrinsics in; metric hands in the camera frame out."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field, fields, replace
@@ -15,6 +14,8 @@ from .camera import (crop_keypoints_to_image, mirror_points, mirror_rotations, r
                      reprojection_error, weak_perspective_to_translation)
 from .crop import crop_hands
 from .detect import HandDetector, make_detector
+from .engine import make_engine, to_host
+from .gpu_crop import crop_hands_torch, upload_frame
 from .hand_frame import palm_frame
 from .track import HandTracker
 from .types import Detection, Hand, StageTimes
@@ -33,7 +34,10 @@ class PipelineConfig:
     checkpoint: str = ""            # official hamer.ckpt; empty = joints-only from the detector
     mano: str = ""                  # MANO_RIGHT.pkl or its folder
     device: str = "auto"            # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"         # fp32 | bf16 | fp16 (autocast; geometry stays fp32)
+    precision: str = "fp32"         # fp32 | bf16 | fp16 (LayerNorm, attention and geometry stay fp32)
+    backend: str = "eager"          # eager | compile | tensorrt | onnx (perception/engine.py)
+    engine_cache: str = ""          # compiled-engine folder; empty = ~/.cache/hamer_ros/engines
+    rebuild_engine: bool = False    # build the engine again even if one is cached
     detector: str = "mediapipe"     # mediapipe | fixed
     rois: list[dict[str, Any]] = field(default_factory=list)   # fixed: [{box: [x1,y1,x2,y2], side: right}]
     max_hands: int = 2
@@ -46,7 +50,8 @@ class PipelineConfig:
 
 
 # Fixed when the pipeline is built (model, weights, detector kind): changing them means a new one.
-RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "detector", "static_images"})
+RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "backend", "engine_cache",
+                            "rebuild_engine", "detector", "static_images"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -74,10 +79,13 @@ class HandPipeline:
         if model is None and cfg.checkpoint:
             model = self._load_model(cfg)
         self.model = model.to(self.device).eval() if model is not None else None
+        # builds (or loads from the cache) and self-checks; falls back to eager with a logged reason
+        self.engine = (make_engine(self.model, cfg.backend, cfg.precision, device=self.device,
+                                   cache_dir=cfg.engine_cache or None, force_rebuild=cfg.rebuild_engine)
+                       if self.model is not None else None)
         self.detector = detector or self._make_detector(cfg)
         self.tracker = HandTracker(alpha=cfg.box_smoothing) if cfg.tracking else None
         self.last_times = StageTimes()
-        self._autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
         if self.model is not None:
             faces = self.model.mano.faces.cpu().numpy()
             self.faces_right, self.faces_left = faces, np.ascontiguousarray(faces[:, [0, 2, 1]])
@@ -161,23 +169,21 @@ class HandPipeline:
         t = time.perf_counter()
         boxes = np.stack([d.box for d in dets]).astype(np.float32)
         is_right = np.array([d.is_right for d in dets])
-        crops = crop_hands(image, boxes, is_right, rescale=self.config.rescale)
-        images = crops.images.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":   # the frame goes up once; crops are cut on the GPU
+            crops = crop_hands_torch(upload_frame(image, self.device), boxes, is_right, rescale=self.config.rescale)
+        else:                            # OpenCV: bit-exact with the reference, and faster on a CPU
+            crops = crop_hands(image, boxes, is_right, rescale=self.config.rescale)
         times.crop = _ms(t)
 
+        # On a GPU the crop, network and MANO are only queued here; they complete at to_host, the
+        # frame's one synchronisation, so there `mano` also holds the wait for the network.
+        # `hamer-ros bench` times the device stages one by one.
         t = time.perf_counter()
-        autocast = (torch.autocast(self.device.type, dtype=self._autocast_dtype)
-                    if self._autocast_dtype else contextlib.nullcontext())
         with torch.inference_mode():
-            with autocast:
-                params = self.model.decode(images)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
+            params = self.engine.decode(crops.images)
             times.forward = _ms(t)
             t = time.perf_counter()
-            out = self.model.hands_from_params(*params)
-            # one transfer of everything the camera stage needs
-            host = {k: v.float().cpu().numpy() for k, v in out._asdict().items()}
+            host = to_host(self.model.hands_from_params(*params))   # one transfer for the camera stage
         times.mano = _ms(t)
 
         t = time.perf_counter()

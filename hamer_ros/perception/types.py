@@ -45,7 +45,8 @@ class Hand:
 
 @dataclass
 class StageTimes:
-    """Per-stage wall time of one frame, milliseconds."""
+    """Per-stage wall time of one frame, milliseconds. On a GPU the stages are queued and the frame
+    synchronises once, when the results are downloaded: device time then shows up in `mano`."""
 
     detect: float = 0.0
     crop: float = 0.0

@@ -127,8 +127,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("device", "auto", "Inference device: auto (cuda when available, else cpu), cpu, cuda, "
               "cuda:N.", read_only=True, check=_check_device),
-    ParamSpec("precision", "fp32", "Network precision on the device: fp32, bf16 or fp16 (autocast; "
-              "the geometry stays fp32).", read_only=True, choices=("fp32", "bf16", "fp16")),
+    ParamSpec("precision", "fp32", "Network precision on the device: fp32, bf16 or fp16 (LayerNorm, "
+              "attention and the geometry stay fp32).", read_only=True, choices=("fp32", "bf16", "fp16")),
+    ParamSpec("backend", "eager", "Inference engine: eager, compile (torch.compile + CUDA graphs), "
+              "tensorrt (cached engine; the first start builds it for minutes) or onnx (ONNX Runtime). "
+              "One that cannot run or fails the 1 mm self-check falls back to eager, logged.",
+              read_only=True, choices=("eager", "compile", "tensorrt", "onnx")),
+    ParamSpec("engine_cache", "", "Folder of built engines; empty: ~/.cache/hamer_ros/engines.",
+              read_only=True),
     ParamSpec("detector", "mediapipe", "Hand detector: mediapipe (boxes, sides and landmarks) or fixed "
               "(the boxes in rois, every frame).", read_only=True, choices=("mediapipe", "fixed")),
     ParamSpec("rois", "[]", "detector fixed: hand boxes as a YAML/JSON list in image pixels, e.g. "
@@ -380,7 +386,9 @@ class HandMeshNode(Node):
         ckpt = v["checkpoint"]
         cfg = PipelineConfig(checkpoint=str(Path(ckpt).expanduser()) if ckpt else "",
                              mano=str(Path(v["mano"]).expanduser()) if v["mano"] else "",
-                             device=device, precision=v["precision"], detector=v["detector"],
+                             device=device, precision=v["precision"], backend=v["backend"],
+                             engine_cache=str(Path(v["engine_cache"]).expanduser()) if v["engine_cache"] else "",
+                             detector=v["detector"],
                              rois=parse_rois(v["rois"]), max_hands=v["max_hands"], min_score=v["min_score"],
                              rescale=v["rescale"], refine=v["refine_translation"], tracking=v["tracking"],
                              box_smoothing=v["box_smoothing"])
