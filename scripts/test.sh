@@ -13,5 +13,7 @@ source scripts/env.sh
 set -u
 # DDS stays on this machine, and parallel runs do not see each other.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+# Humble predates the range setting; Jazzy deprecates this one (and lets it override the range).
+[[ "${ROS_DISTRO:-}" == humble ]] && export ROS_LOCALHOST_ONLY=1
 export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( $$ % 100 + 1 ))}
 exec python -m pytest -ra "$@"
