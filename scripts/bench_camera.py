@@ -43,39 +43,10 @@ from hamer_ros.perception.camera import (  # noqa: E402
     crop_keypoints_to_image, mirror_points, project_points, reference_camera, refine_translation,
     weak_perspective_to_translation)
 from hamer_ros.perception.crop import crop_boxes  # noqa: E402
+from hamer_ros.testing import hand_skeletons, random_rotations  # noqa: E402,F401
 
 WIDTH, HEIGHT = 1280, 720
 CROP_F = 5000.0 / 256.0   # the crop camera's focal in normalised crop units
-
-
-def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
-    q = rng.normal(size=(n, 4))
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    w, x, y, z = q.T
-    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-                     2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-                     2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).reshape(n, 3, 3)
-
-
-def hand_skeletons(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Rough 21-joint hands (OpenPose order, wrist at the origin, metres), random flexion and
-    orientation."""
-    bases = np.array([[-0.030, 0.025], [-0.022, 0.090], [-0.003, 0.095], [0.015, 0.090], [0.031, 0.080]])
-    fan = np.radians([-50.0, -10.0, 0.0, 8.0, 18.0])
-    bones = np.array([[0.035, 0.030, 0.025], [0.040, 0.025, 0.020], [0.045, 0.028, 0.022],
-                      [0.042, 0.026, 0.020], [0.032, 0.020, 0.018]])
-    joints = np.zeros((n, 21, 3))
-    for f in range(5):
-        pos = np.zeros((n, 3))
-        pos[:, :2] = bases[f]
-        joints[:, 1 + 4 * f] = pos
-        bend = np.zeros(n)
-        for b in range(3):
-            bend = bend + rng.uniform(0.0, np.radians(60.0), n)
-            direction = np.stack([np.sin(fan[f]) * np.cos(bend), np.cos(fan[f]) * np.cos(bend), -np.sin(bend)], -1)
-            pos = pos + bones[f, b] * direction
-            joints[:, 2 + 4 * f + b] = pos
-    return joints @ random_rotations(rng, n).transpose(0, 2, 1)
 
 
 def simulate_network_cam(joints: np.ndarray, kp_true: np.ndarray, centers: np.ndarray, sizes: np.ndarray,

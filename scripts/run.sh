@@ -5,14 +5,8 @@
 #   bash scripts/run.sh node [ROS args]  the ROS 2 node (ros2 launch when available)
 # HAMER_CHECKPOINT / HAMER_MANO, when set, give the weights to both.
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-bash scripts/bootstrap.sh
-bash scripts/build_ros.sh
-set +u
 # shellcheck source=/dev/null
-source scripts/env.sh
-set -u
+source "$(dirname "${BASH_SOURCE[0]}")/prepare.sh"
 weights=()
 [[ -n "${HAMER_CHECKPOINT:-}" ]] && weights+=(--checkpoint "$HAMER_CHECKPOINT")
 [[ -n "${HAMER_MANO:-}" ]] && weights+=(--mano "$HAMER_MANO")

@@ -3,14 +3,8 @@
 # package (real rosidl generation of msg/), and runs every test, the ROS ones on real rclpy + DDS.
 # Extra arguments go to pytest (e.g. `-k camera`, `-m "not slow"`).
 set -euo pipefail
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-bash scripts/bootstrap.sh
-bash scripts/build_ros.sh
-set +u
 # shellcheck source=/dev/null
-source scripts/env.sh
-set -u
+source "$(dirname "${BASH_SOURCE[0]}")/prepare.sh"
 # DDS stays on this machine, and parallel runs do not see each other.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 # Humble predates the range setting; Jazzy deprecates this one (and lets it override the range).
