@@ -42,6 +42,7 @@ def test_two_hands_in_one_forward(tiny_model, monkeypatch):
         assert h.global_orient.shape == (3, 3) and h.hand_pose.shape == (15, 3, 3) and h.betas.shape == (10,)
     # left faces are the right faces with reversed winding
     np.testing.assert_array_equal(hands[1].faces, hands[0].faces[:, [0, 2, 1]])
+    assert pipe.backend == "eager" and pipe.engine.precision == "fp32"
     t = pipe.last_times
     assert t.forward > 0 and t.crop > 0 and t.total >= t.forward
 
@@ -91,6 +92,7 @@ def test_joints_only_mode_places_detector_landmarks(caplog):
     with caplog.at_level(logging.WARNING):
         pipe = HandPipeline(PipelineConfig(device="cpu", tracking=False), detector=WorldDetector(joints))
     assert not pipe.has_mesh and "mano.is.tue.mpg.de" in caplog.text
+    assert pipe.backend == "none (joints-only)"
     (hand,) = pipe(frame(), K)
     np.testing.assert_allclose(hand.joints, joints, atol=1e-6)
     assert hand.vertices is None and hand.global_orient is None

@@ -98,6 +98,11 @@ class HandPipeline:
     def has_mesh(self) -> bool:
         return self.model is not None
 
+    @property
+    def backend(self) -> str:
+        """The engine really in use, after any fallback (its precision: `engine.precision`)."""
+        return self.engine.name if self.engine is not None else "none (joints-only)"
+
     def _load_model(self, cfg: PipelineConfig) -> torch.nn.Module | None:
         from ..model import CheckpointError, HaMeR, ManoModelError
 

@@ -27,11 +27,11 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hamer_ros.msg import Hand as HandMsg
 from hamer_ros.msg import HandArray
 
+from ..perception.overlay import BONES, COLOURS
 from ..perception.types import Hand
 
-# The 20 bones of the OpenPose hand graph (joint order: see msg/Hand.msg).
-SKELETON = ((0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10), (10, 11),
-            (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18), (18, 19), (19, 20))
+# The 20 bones of the OpenPose hand graph (joint order: see msg/Hand.msg), as the CLI overlays draw them.
+SKELETON = BONES
 _BONES = np.asarray(SKELETON, dtype=np.intp)
 
 # Names of the 21 joints, for the optional per-joint TF frames.
@@ -41,8 +41,9 @@ JOINT_NAMES = ("wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
                "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
                "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip")
 
-# RGBA in [0, 1]; left and right differ so a mirrored or swapped hand is obvious in RViz.
-SIDE_COLORS = {"left": (0.15, 0.55, 1.0, 0.85), "right": (1.0, 0.45, 0.1, 0.85)}
+# RGBA in [0, 1], the overlays' colours; left and right differ so a mirrored or swapped hand is
+# obvious in RViz.
+SIDE_COLORS = {side: tuple(c / 255 for c in COLOURS[side == "right"]) + (0.85,) for side in ("left", "right")}
 SKELETON_WIDTH = 0.004   # m, LINE_LIST line width
 
 

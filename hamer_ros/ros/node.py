@@ -628,7 +628,7 @@ class HandMeshNode(Node):
 
     def _record(self, header: Header, times: dict[str, float]) -> None:
         e2e = (self.get_clock().now().nanoseconds - stamp_to_ns(header.stamp)) / 1e6
-        stages = getattr(self._pipeline, "last_times", None)
+        stages = self._pipeline.last_times
         with self._stats_lock:
             s = self._stats
             s.processed += 1
@@ -637,11 +637,10 @@ class HandMeshNode(Node):
             s.window_pipeline_ms.append(times["pipeline"])
             s.window_overhead_ms.append(times["convert"] + times["publish"])
             s.window_wait_ms.append(times["wait"])
-            if stages is not None:
-                for k in ("detect", "crop", "forward", "mano", "camera"):
-                    s.window_stages[k] = s.window_stages.get(k, 0.0) + float(getattr(stages, k, 0.0))
-                for k, v in getattr(stages, "extra", {}).items():
-                    s.window_stages[k] = s.window_stages.get(k, 0.0) + float(v)
+            for k in ("detect", "crop", "forward", "mano", "camera"):
+                s.window_stages[k] = s.window_stages.get(k, 0.0) + getattr(stages, k)
+            for k, v in stages.extra.items():
+                s.window_stages[k] = s.window_stages.get(k, 0.0) + v
 
     # ----- diagnostics ------------------------------------------------------------------------
 
@@ -700,8 +699,9 @@ class HandMeshNode(Node):
         ]
         kv += [(f"stage {k} [ms]", f"{v / max(1, win_proc):.2f}") for k, v in stages.items()]
         kv += [
-            ("device", str(getattr(p, "device", "?"))),
-            ("backend", str(getattr(p, "backend", "eager"))),
+            ("device", str(p.device)),
+            ("backend", p.backend),
+            ("precision", p.engine.precision if p.engine is not None else "-"),
             ("model", "mesh" if p.has_mesh else "joints-only"),
             ("model error", self._model_error),
             ("detector", self._values["detector"]),

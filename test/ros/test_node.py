@@ -639,6 +639,8 @@ def test_missing_and_corrupt_checkpoint_keep_serving(tester, node_tmp, tiny_chec
 class _StandInPipeline:
     has_mesh = False
     device = "cpu"
+    backend = "none (joints-only)"
+    engine = None
     model_error = ""
     tracker = None
 
