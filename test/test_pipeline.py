@@ -5,6 +5,7 @@ import pytest
 
 from hamer_ros.perception import (Detection, FixedRoiDetector, HandPipeline, PipelineConfig,
                                   project_points)
+from hamer_ros.perception.camera import crop_ray_rotations
 
 W, H = 640, 480
 K = np.array([[600.0, 0, 310.0], [0, 605.0, 250.0], [0, 0, 1]])
@@ -70,7 +71,8 @@ def test_left_hand_is_the_mirror_of_a_right_hand(tiny_model):
 
 
 class WorldDetector:
-    """Stands in for MediaPipe: metric joints up to translation + their 2D projections."""
+    """Stands in for MediaPipe: metric joints up to translation, as seen along the ray through the
+    box centre (crop_ray_rotations), + their 2D projections."""
 
     def __init__(self, joints_cam: np.ndarray, is_right: bool = True):
         self.joints_cam = joints_cam
@@ -78,8 +80,9 @@ class WorldDetector:
 
     def __call__(self, image):
         kp = project_points(self.joints_cam, K)
-        centred = self.joints_cam - self.joints_cam.mean(0)
         box = np.r_[kp.min(0), kp.max(0)]
+        ray = crop_ray_rotations((box[None, :2] + box[None, 2:]) / 2, K)[0]
+        centred = (self.joints_cam - self.joints_cam.mean(0)) @ ray
         return [Detection(box=box, is_right=self.is_right, score=0.9, keypoints=kp, world_joints=centred)]
 
     def close(self):

@@ -127,6 +127,48 @@ def crop_keypoints_to_image(kp_norm: Any, centers: Any, sizes: Any, is_right: An
     return _like(np.stack([u, v], axis=-1), kp_norm)
 
 
+# ----------------------------------------------------------------------------- rays
+def _normalised_centres(centers: Any, K: Any, dist: Any, n: int) -> np.ndarray:
+    """Pixel centres [N,2] -> undistorted normalised image coordinates [N,2] (K^-1 (u, v, 1))."""
+    c = _np(centers).reshape(n, 2)
+    k = _np(K)
+    if k.shape == (3, 3):
+        return _normalised_observations(c[:, None, :], k, _dist_or_none(dist))[:, 0]
+    return np.stack([_normalised_observations(c[i:i + 1, None, :], k[i], _dist_or_none(dist))[0, 0]
+                     for i in range(n)]) if n else np.zeros((0, 2))
+
+
+def crop_ray_rotations(centers: Any, K: Any, dist: Any = None) -> Any:
+    """[N,3,3] rotations, crop camera -> real camera: each takes the optical axis onto the viewing
+    ray through a crop centre (pixels [N,2], undistorted with K and `dist`).
+
+    A crop-based network sees the hand through a camera that looks at the crop, so its 3D output
+    (joints, vertices, root rotation, metric landmarks) is relative to that ray; `R @ x` puts it
+    in the real camera. Of all rotations onto the ray this is the smallest (about z x ray): near
+    its centre, the real image of an off-axis object is then the crop camera's image stretched
+    along the radial direction only, with no in-plane turn, which is what the crop shows the
+    network. Left hands: un-mirror in the crop camera first (mirror_points), then rotate."""
+    c = _np(centers).reshape(-1, 2)
+    n = c.shape[0]
+    xy = _normalised_centres(c, K, dist, n)
+    d = np.concatenate([xy, np.ones((n, 1))], axis=1)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    # Rodrigues for z -> d: R = I + [v]x + [v]x^2 / (1 + cos), v = z x d = (-d_y, d_x, 0)
+    vx, vy, cz = -d[:, 1], d[:, 0], d[:, 2]
+    h = 1.0 / (1.0 + cz)
+    R = np.empty((n, 3, 3))
+    R[:, 0, 0] = 1.0 - h * vy * vy
+    R[:, 0, 1] = h * vx * vy
+    R[:, 0, 2] = vy
+    R[:, 1, 0] = h * vx * vy
+    R[:, 1, 1] = 1.0 - h * vx * vx
+    R[:, 1, 2] = -vx
+    R[:, 2, 0] = -vy
+    R[:, 2, 1] = vx
+    R[:, 2, 2] = cz
+    return _like(R, centers)
+
+
 # ----------------------------------------------------------------------------- weak perspective
 def weak_perspective_to_translation(
     cam: Any,
@@ -136,11 +178,14 @@ def weak_perspective_to_translation(
     is_right: Any,
     focal_crop: float = CROP_FOCAL,
     crop_size: int = CROP_SIZE,
+    dist: Any = None,
 ) -> Any:
-    """Hand translation [N,3] (m) in the real camera from the network's crop camera.
+    """Hand translation [N,3] (m) in the real camera from the network's crop camera, for the
+    ray-corrected hand (its joints rotated by crop_ray_rotations).
 
     cam [N,3] = (s, tx, ty) as predicted in the crop (mirrored crop for left hands); centers
-    [N,2] px and sizes [N] px from `crop_hands`; K 3x3 (or [N,3,3]); is_right [N].
+    [N,2] px and sizes [N] px from `crop_hands`; K 3x3 (or [N,3,3]); is_right [N]; dist: OpenCV
+    distortion coefficients of the image the crop was cut from.
 
     The crop camera (focal `focal_crop` px for a `crop_size` px crop) sees the hand at depth
     t_z = 2 focal_crop / (crop_size s); one crop px is S / crop_size image px, so the crop's
@@ -148,30 +193,32 @@ def weak_perspective_to_translation(
     the hand at T_z = t_z * f * crop_size / (focal_crop * S) = 2 f / (S s). The crop constants
     cancel: what the network really fixes is the image scale s S / 2 px per metre (reference
     §5.2: F / T_z = S s / 2); `focal_crop` and `crop_size` are accepted to name the crop camera
-    but cannot change the result. The crop centre c lies on the ray K^-1 (c_x, c_y, 1), so the hand
-    origin is T_z K^-1 (c, 1) + (tx, ty, 0); tx is negated for left hands (un-mirroring).
+    but cannot change the result. The crop centre c lies on the ray K^-1 (c, 1) (undistorted),
+    so the hand origin is T_z K^-1 (c, 1) + R (tx, ty, 0), R the crop's ray rotation: (tx, ty)
+    are offsets in the crop camera, across its axis. tx is negated for left hands (un-mirroring).
 
     f for fx != fy: the crop is square in pixels, so the network's single scale s measures the
     hand's size as an isotropic mix of both axes; the geometric mean sqrt(fx fy) keeps the
     projected area right (a hand's image area grows with fx fy / Z^2) and is symmetric in the
     two axes. For square pixels it is exactly the reference's F.
 
-    With K = reference_camera(W, H) this is the reference's cam_crop_to_full, 1e-9 guard
-    included: T = (2(c_x - W/2)/(S s) + tx, 2(c_y - H/2)/(S s) + ty, 2F/(S s)).
+    With K = reference_camera(W, H) and a crop centred on the principal point this is the
+    reference's cam_crop_to_full, 1e-9 guard included; off-centre the reference adds (tx, ty, 0)
+    unrotated, which is the small-angle limit of the above.
     """
     c3 = _np(cam).reshape(-1, 3)
     n = c3.shape[0]
-    c = _np(centers).reshape(n, 2)
     size = _np(sizes).reshape(n)
-    fx, fy, cx, cy, skew = _intrinsics(K, n)
+    fx, fy, _, _, _ = _intrinsics(K, n)
     s, tx, ty = c3[:, 0], c3[:, 1], c3[:, 2]
     tx = np.where(_bool_vector(is_right, n), tx, -tx)
-    f = np.sqrt(fx * fy)
     # focal_crop and crop_size cancel (docstring); the reference's own guard sits on S*s
-    t_z = 2.0 * f / (size * s + 1e-9)
-    y_n = (c[:, 1] - cy) / fy
-    x_n = (c[:, 0] - cx - skew * y_n) / fx
-    out = np.stack([x_n * t_z + tx, y_n * t_z + ty, t_z], axis=-1)
+    t_z = 2.0 * np.sqrt(fx * fy) / (size * s + 1e-9)
+    k = _np(K)
+    xy = _normalised_centres(centers, k, dist, n)
+    R = _np(crop_ray_rotations(centers, k, dist))
+    offset = np.einsum("nij,nj->ni", R, np.stack([tx, ty, np.zeros(n)], -1))
+    out = np.stack([xy[:, 0] * t_z, xy[:, 1] * t_z, t_z], -1) + offset
     return _like(out, cam)
 
 
@@ -395,6 +442,145 @@ def _refine(joints_cam: Any, keypoints_px: Any, K: Any, dist: Any, t0: Any, weig
     if bad.any():
         t = np.where(bad[:, None], prior if prior is not None else np.nan, t)
     return t
+
+
+_ROTATION_SIGMA_DEG = 10.0   # prior spread of the network's rotation error (scripts/bench_camera.py)
+_MAX_ROTATION_DEG = 30.0     # a fit that turns the hand further is not trusted
+_MIN_POSE_JOINTS = 6         # rotation needs more support than translation
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """[..., 3] -> [..., 3, 3] cross-product matrices: skew(a) @ b == a x b."""
+    z = np.zeros(v.shape[:-1])
+    return np.stack([np.stack([z, -v[..., 2], v[..., 1]], -1),
+                     np.stack([v[..., 2], z, -v[..., 0]], -1),
+                     np.stack([-v[..., 1], v[..., 0], z], -1)], -2)
+
+
+def _exp_so3(w: np.ndarray) -> np.ndarray:
+    """Rotation vectors [N,3] -> rotation matrices [N,3,3] (Rodrigues)."""
+    theta = np.linalg.norm(w, axis=-1)[:, None, None]
+    W = _skew(w)
+    small = theta < 1e-8
+    t = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0, np.sin(t) / t)
+    b = np.where(small, 0.5, (1.0 - np.cos(t)) / (t * t))
+    return np.eye(3) + a * W + b * (W @ W)
+
+
+def _log_so3(R: np.ndarray) -> np.ndarray:
+    """Rotation matrices [N,3,3] -> rotation vectors [N,3] (angles below ~179 deg)."""
+    cos = np.clip((np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos)
+    v = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], -1)
+    sin = np.sin(theta)
+    scale = np.where(sin > 1e-8, theta / (2.0 * np.where(sin > 1e-8, sin, 1.0)), 0.5)
+    return v * scale[:, None]
+
+
+def fit_pose(
+    joints_cam: Any,
+    keypoints_px: Any,
+    K: Any,
+    dist: Any = None,
+    t0: Any = None,
+    weights: Any = None,
+    *,
+    rotation_sigma_deg: float = _ROTATION_SIGMA_DEG,
+    max_rotation_deg: float = _MAX_ROTATION_DEG,
+    iterations: int = 10,
+) -> tuple[Any, Any]:
+    """Rigid pose (R [N,3,3], t [N,3]) that puts the hand's joints, `joints_cam @ R^T + t`, where
+    its 2D keypoints are, under the real K and distortion.
+
+    Arguments as refine_translation, whose result starts the fit and is its fallback (R = I).
+    joints_cam must already be in camera orientation (ray-corrected, left hands un-mirrored): the
+    fit only corrects the network's rotation, about the joints' centroid. It minimises the
+    Cauchy-robust pixel error plus a prior that keeps the rotation near the network's: the
+    rotation error is taken as Gaussian with `rotation_sigma_deg` per axis against the keypoint
+    noise estimated from the residuals, so a tight fit may move the rotation and a poor one
+    hardly can (a MAP estimate). A hand with fewer than 6 keypoints, a non-finite result, a joint
+    behind the camera or a turn beyond `max_rotation_deg` keeps the translation-only pose.
+    """
+    with np.errstate(all="ignore"):
+        R, t = _fit_pose(joints_cam, keypoints_px, K, dist, t0, weights, rotation_sigma_deg,
+                         max_rotation_deg, iterations)
+    return _like(R, joints_cam), _like(t, joints_cam)
+
+
+def _fit_pose(joints_cam: Any, keypoints_px: Any, K: Any, dist: Any, t0: Any, weights: Any,
+              rotation_sigma_deg: float, max_rotation_deg: float, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    p = _np(joints_cam)
+    if p.ndim == 2:
+        p = p[None]
+    n, j = p.shape[:2]
+    t_only = _refine(p, keypoints_px, K, dist, t0, weights, True, 10)
+    R = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+    if n == 0:
+        return R, t_only
+    kp = _np(keypoints_px).reshape(n, j, 2)
+    k = _np(K).reshape(3, 3)
+    valid = np.isfinite(kp).all(-1) & np.isfinite(p).all(-1)
+    w = valid.astype(np.float64)
+    if weights is not None:
+        w = np.where(valid, np.broadcast_to(_np(weights), (n, j)), 0.0)
+        w = np.where(np.isfinite(w) & (w > 0), w, 0.0)
+        valid &= w > 0
+    n_valid = valid.sum(1)
+    p = np.where(valid[..., None], p, 0.0)
+    kp = np.where(valid[..., None], kp, 0.0)
+    obs = _normalised_observations(kp, k, _dist_or_none(dist))
+    f = np.array([k[0, 0], k[1, 1]])
+    centroid = (p * w[..., None]).sum(1) / np.maximum(w.sum(1), 1e-12)[:, None]
+    arm = np.where(valid[..., None], p - centroid[:, None], 0.0)     # joints about the centroid
+    u = centroid + t_only                                            # where the centroid sits
+    inv_sigma2 = 1.0 / np.radians(rotation_sigma_deg) ** 2
+    usable = (n_valid >= _MIN_POSE_JOINTS) & np.isfinite(t_only).all(-1)
+    u = np.where(usable[:, None], u, np.array([0.0, 0.0, 1.0]))
+
+    for _ in range(iterations):
+        a = arm @ R.transpose(0, 2, 1)                               # [N,J,3] turned arms
+        q = a + u[:, None]
+        z = q[..., 2]
+        m = q[..., :2] / z[..., None]
+        r = (m - obs) * f                                            # pixel residuals [N,J,2]
+        e2 = (r * r).sum(-1)
+        scale2 = np.maximum(_lower_median(e2, valid, n_valid) / _RAYLEIGH_MEDIAN**2, _MIN_SCALE_PX**2)
+        wr = w / (1.0 + e2 / (_CAUCHY_C**2 * scale2)[:, None])
+        # d(pixel)/dq = f/z [[1, 0, -mx], [0, 1, -my]]; dq/d(omega) = -[a]x, dq/du = I
+        dm = np.zeros((n, j, 2, 3))
+        dm[..., 0, 0] = f[0] / z
+        dm[..., 1, 1] = f[1] / z
+        dm[..., :, 2] = -(m * f) / z[..., None]
+        Jac = np.concatenate([-dm @ _skew(a), dm], axis=-1)          # [N,J,2,6]
+        Jw = Jac * wr[..., None, None]
+        H = np.einsum("njai,njak->nik", Jw, Jac)
+        g = np.einsum("njai,nja->ni", Jw, r)
+        # prior: the accumulated turn phi ~ N(0, sigma^2 I), in the same units as the data
+        phi = _log_so3(R)
+        H[:, :3, :3] += (scale2 * inv_sigma2)[:, None, None] * np.eye(3)
+        g[:, :3] += (scale2 * inv_sigma2)[:, None] * phi
+        usable &= np.isfinite(H).all((1, 2)) & np.isfinite(g).all(-1)   # a broken hand falls back
+        H = np.where(usable[:, None, None], H, np.eye(6))
+        g = np.where(usable[:, None], g, 0.0)
+        try:
+            step = -np.linalg.solve(H, g[..., None])[..., 0]
+        except np.linalg.LinAlgError:      # a rank-deficient hand (collinear joints): least norm
+            step = -(np.linalg.pinv(H) @ g[..., None])[..., 0]
+        R = _exp_so3(step[:, :3]) @ R
+        u = u + step[:, 3:]
+        if np.abs(step).max() < 1e-6:
+            break
+
+    t = u - np.einsum("nij,nj->ni", R, centroid)
+    angle = np.degrees(np.linalg.norm(_log_so3(R), axis=-1))
+    min_z = np.where(valid, (arm @ R.transpose(0, 2, 1) + u[:, None])[..., 2], np.inf).min(1)
+    depth_ratio = u[:, 2] / (centroid[:, 2] + t_only[:, 2])
+    ok = (usable & np.isfinite(R).all((1, 2)) & np.isfinite(t).all(-1) & (angle <= max_rotation_deg)
+          & (min_z > 0) & (depth_ratio > 1 / _MAX_DEPTH_RATIO) & (depth_ratio < _MAX_DEPTH_RATIO))
+    R = np.where(ok[:, None, None], R, np.eye(3))
+    t = np.where(ok[:, None], t, t_only)
+    return R, t
 
 
 def reprojection_error(

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .camera import (crop_keypoints_to_image, mirror_points, mirror_rotations, refine_translation,
-                     reprojection_error, weak_perspective_to_translation)
+from .camera import (crop_keypoints_to_image, crop_ray_rotations, fit_pose, mirror_points, mirror_rotations,
+                     refine_translation, reprojection_error, weak_perspective_to_translation)
 from .crop import crop_hands
 from .detect import HandDetector, make_detector
 from .engine import make_engine, to_host
@@ -43,7 +43,8 @@ class PipelineConfig:
     max_hands: int = 2
     min_score: float = 0.5
     rescale: float = 2.0            # crop side = rescale · max(4/3·w, h), as the reference demo
-    refine: bool = True             # least-squares translation against the 2D keypoints
+    refine: bool = True             # least-squares placement against the detector's 2D keypoints
+    fit_rotation: bool = True       # with refine: fit the rotation too (fit_pose), not only the translation
     tracking: bool = True
     box_smoothing: float = 1.0      # 1 = none; lower = smoother, laggier boxes
     static_images: bool = False     # independent images (CLI) instead of a video stream
@@ -122,6 +123,14 @@ class HandPipeline:
     def close(self) -> None:
         self.detector.close()
 
+    def _place(self, joints: np.ndarray, keypoints: np.ndarray, K: np.ndarray, dist: np.ndarray | None,
+               prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rotation [N,3,3], translation [N,3]) that put camera-oriented joints on their keypoints."""
+        if self.config.fit_rotation:
+            return fit_pose(joints, keypoints, K, dist=dist, t0=prior)
+        return (np.broadcast_to(np.eye(3), (len(joints), 3, 3)),
+                refine_translation(joints, keypoints, K, dist=dist, t0=prior))
+
     def reconfigure(self, **changes: Any) -> None:
         """Change settings between frames. Rebuilds what fixes a setting at construction (the
         tracker, MediaPipe's hand count and confidence, fixed ROIs); the old detector stays if the
@@ -195,23 +204,29 @@ class HandPipeline:
         left = ~is_right
         vertices, joints = host["vertices"], host["joints"]
         global_orient, hand_pose, cam = host["global_orient"], host["hand_pose"], host["cam"]
-        # Left crops were mirrored: undo it so every output is a real left hand.
+        # Left crops were mirrored: undo it (in the crop camera) so every output is a real left hand.
         vertices[left], joints[left] = mirror_points(vertices[left]), mirror_points(joints[left])
         global_orient[left], hand_pose[left] = mirror_rotations(global_orient[left]), mirror_rotations(hand_pose[left])
+        # The network saw each hand along the ray through its crop: turn its output onto that ray.
+        rays = crop_ray_rotations(crops.centers, K, dist)
+        vertices, joints = _rotate(vertices, rays), _rotate(joints, rays)
+        global_orient = rays @ global_orient
         keypoints = crop_keypoints_to_image(host["keypoints_2d"], crops.centers, crops.sizes, is_right)
         trans = weak_perspective_to_translation(cam, crops.centers, crops.sizes, K, is_right,
                                                 focal_crop=self.model.cfg.focal_length,
-                                                crop_size=self.model.cfg.image_size)
-        # Refine only against the detector's own keypoints: the network's 2D keypoints are its
-        # 3D joints seen through its near-orthographic crop camera, so fitting to them brings that
-        # bias back (scripts/bench_camera.py). Without detector keypoints the real-K
-        # weak-perspective placement stands.
+                                                crop_size=self.model.cfg.image_size, dist=dist)
+        # Fit only to the detector's own keypoints: the network's 2D keypoints are its 3D joints
+        # seen through its near-orthographic crop camera, so fitting to them brings that bias
+        # back (scripts/bench_camera.py). Without detector keypoints the weak-perspective
+        # placement stands.
         observed = np.array([d.keypoints is not None for d in dets])
         if observed.any():
             keypoints[observed] = np.stack([d.keypoints for d in dets if d.keypoints is not None])
             if self.config.refine:
-                trans[observed] = refine_translation(joints[observed], keypoints[observed], K,
-                                                     dist=dist, t0=trans[observed])
+                turn, trans[observed] = self._place(joints[observed], keypoints[observed], K, dist, trans[observed])
+                vertices[observed] = _rotate(vertices[observed], turn)
+                joints[observed] = _rotate(joints[observed], turn)
+                global_orient[observed] = turn @ global_orient[observed]
         joints_cam = joints + trans[:, None]
         errors = reprojection_error(joints, trans, keypoints, K, dist=dist)
         frames = palm_frame(joints_cam, is_right)
@@ -236,7 +251,15 @@ class HandPipeline:
             return []
         world = np.stack([d.world_joints for d in dets]).astype(np.float64)
         kp = np.stack([d.keypoints for d in dets]).astype(np.float64)
-        trans = refine_translation(world, kp, K, dist=dist)
+        # MediaPipe's world landmarks are relative to the ray through its hand crop, which is
+        # centred on the hand: the box centre.
+        centres = np.stack([(d.box[:2] + d.box[2:]) / 2.0 for d in dets]).astype(np.float64)
+        world = _rotate(world, crop_ray_rotations(centres, K, dist))
+        if self.config.fit_rotation:
+            turn, trans = fit_pose(world, kp, K, dist=dist)
+            world = _rotate(world, turn)
+        else:
+            trans = refine_translation(world, kp, K, dist=dist)
         joints_cam = world + trans[:, None]
         errors = reprojection_error(world, trans, kp, K, dist=dist)
         is_right = np.array([d.is_right for d in dets])
@@ -247,6 +270,11 @@ class HandPipeline:
                  for i, d in enumerate(dets)]
         times.camera = _ms(t)
         return hands
+
+
+def _rotate(points: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """[N,P,3] points turned by [N,3,3] rotations about the origin."""
+    return points @ np.swapaxes(R, -1, -2)
 
 
 def _ms(t0: float) -> float:
