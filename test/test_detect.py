@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hamer_ros.perception.detect import FixedRoiDetector, HandDetector, MediaPipeHandDetector, make_detector
+from hamer_ros.perception.detect import (FixedRoiDetector, HandDetector, MediaPipeHandDetector, make_detector,
+                                       normalised_to_pixels)
 from hamer_ros.perception.track import iou_matrix
 
 EXAMPLES = Path(os.environ.get("HAMER_ROS_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "hamer_examples"
@@ -165,6 +166,26 @@ def test_mediapipe_mirror_swaps_sides_and_mirrors_boxes(cv2, image_detector):
         size = max(d.box[2] - d.box[0], d.box[3] - d.box[1])
         assert np.abs(m.box - expected[i]).max() < max(8.0, 0.07 * size), (m.box, expected[i])
         check_hand(m, image.shape)
+
+
+def test_normalised_to_pixels_puts_pixel_centres_at_integers():
+    # MediaPipe: 0 and 1 are the image's outer edges; OpenCV/K: pixel i's centre is at i
+    np.testing.assert_allclose(normalised_to_pixels([[0.0, 0.0], [1.0, 1.0], [0.5 / 640, 0.5 / 480]], 640, 480),
+                               [[-0.5, -0.5], [639.5, 479.5], [0.0, 0.0]], atol=1e-5)
+
+
+def test_mediapipe_pixels_are_opencv_pixels(cv2, image_detector):
+    """Flipping an image maps OpenCV pixel u to W - 1 - u, so a hand's keypoints and its mirror's
+    must add up to W - 1 on average (MediaPipe's normalised x * W would give W: a pixel off)."""
+    image = load_rgb(cv2, "test1.jpg")
+    w = image.shape[1]
+    dets, mirrored = image_detector(image), image_detector(np.ascontiguousarray(image[:, ::-1]))
+    sums = []
+    for d in dets:
+        m = min(mirrored, key=lambda m: abs((w - 1 - m.keypoints[:, 0]).mean() - d.keypoints[:, 0].mean()))
+        sums.append((d.keypoints[:, 0] + m.keypoints[:, 0]).mean())
+    assert len(sums) >= 2
+    assert abs(np.mean(sums) - (w - 1)) < 0.6, sums
 
 
 def test_mediapipe_read_only_input_and_bad_input(cv2, image_detector):

@@ -24,6 +24,16 @@ class HandDetector(Protocol):
     def close(self) -> None: ...
 
 
+def normalised_to_pixels(norm_xy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """MediaPipe's normalised image coordinates -> pixels as OpenCV and K count them.
+
+    MediaPipe puts the image's outer edges at 0 and 1 (the first pixel's centre is 0.5 / W);
+    OpenCV, K and every pixel in this package put pixel centres at integers (the first pixel's
+    centre is 0). So u = x W - 0.5, v = y H - 0.5."""
+    return (np.asarray(norm_xy, dtype=np.float32) * np.array([width, height], dtype=np.float32)
+            - np.float32(0.5))
+
+
 def _check_rgb(image_rgb: np.ndarray) -> np.ndarray:
     img = np.asarray(image_rgb)
     if img.ndim != 3 or img.shape[2] != 3:
@@ -95,7 +105,7 @@ class MediaPipeHandDetector:
             # MIDDLE_..., RING_..., PINKY_... (mp.solutions.hands.HandLandmark 0..20): the same
             # order as OpenPose / COCO-WholeBody hands and HaMeR's output, so no re-indexing.
             norm = np.array([(p.x, p.y) for p in lms.landmark], dtype=np.float32)
-            kp = norm * np.array([w, h], dtype=np.float32)   # normalised [0,1] -> px (edges at 0, W)
+            kp = normalised_to_pixels(norm, w, h)
             # Tight box, as the reference demo uses from ViTPose keypoints; the crop's rescale=2
             # supplies the context margin. Landmarks may lie outside the image: not clipped.
             box = np.concatenate([kp.min(axis=0), kp.max(axis=0)]).astype(np.float32)

@@ -43,7 +43,7 @@ class PipelineConfig:
     max_hands: int = 2
     min_score: float = 0.5
     rescale: float = 2.0            # crop side = rescale · max(4/3·w, h), as the reference demo
-    refine: bool = True             # least-squares placement against the detector's 2D keypoints
+    refine: bool = True             # least-squares placement on 2D keypoints (the detector's, else the network's)
     fit_rotation: bool = True       # with refine: fit the rotation too (fit_pose), not only the translation
     tracking: bool = True
     box_smoothing: float = 1.0      # 1 = none; lower = smoother, laggier boxes
@@ -215,18 +215,23 @@ class HandPipeline:
         trans = weak_perspective_to_translation(cam, crops.centers, crops.sizes, K, is_right,
                                                 focal_crop=self.model.cfg.focal_length,
                                                 crop_size=self.model.cfg.image_size, dist=dist)
-        # Fit only to the detector's own keypoints: the network's 2D keypoints are its 3D joints
-        # seen through its near-orthographic crop camera, so fitting to them brings that bias
-        # back (scripts/bench_camera.py). Without detector keypoints the weak-perspective
-        # placement stands.
+        # Place each hand on the detector's keypoints where there are some (rotation and
+        # translation), else on the network's own 2D keypoints (translation only: they are its
+        # joints through its crop camera, so they hold no rotation to fit). With the ray corrected
+        # the latter beats weak perspective alone at every angle off the axis, the former beats
+        # both (scripts/bench_camera.py).
         observed = np.array([d.keypoints is not None for d in dets])
         if observed.any():
             keypoints[observed] = np.stack([d.keypoints for d in dets if d.keypoints is not None])
-            if self.config.refine:
+        if self.config.refine:
+            if observed.any():
                 turn, trans[observed] = self._place(joints[observed], keypoints[observed], K, dist, trans[observed])
                 vertices[observed] = _rotate(vertices[observed], turn)
                 joints[observed] = _rotate(joints[observed], turn)
                 global_orient[observed] = turn @ global_orient[observed]
+            if not observed.all():
+                own = ~observed
+                trans[own] = refine_translation(joints[own], keypoints[own], K, dist=dist, t0=trans[own])
         joints_cam = joints + trans[:, None]
         errors = reprojection_error(joints, trans, keypoints, K, dist=dist)
         frames = palm_frame(joints_cam, is_right)
