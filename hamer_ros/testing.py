@@ -196,3 +196,30 @@ def hand_skeletons(rng: np.random.Generator, n: int) -> np.ndarray:
             pos = pos + bones[f, b] * direction
             joints[:, 2 + 4 * f + b] = pos
     return joints @ random_rotations(rng, n).transpose(0, 2, 1)
+
+
+# Metamorphic views of a real photo: the answer is known exactly without ground truth.
+def rotation_yaw_pitch(yaw_deg: float, pitch_deg: float) -> np.ndarray:
+    """Camera rotation: yaw about the camera's y axis (down), then pitch about its x axis (right)."""
+    y, p = np.radians(yaw_deg), np.radians(pitch_deg)
+    ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    return ry @ rx
+
+
+def rotated_view(image: np.ndarray, K: np.ndarray, R: np.ndarray, keep_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The image a pinhole camera at the same centre, turned by R (a point X of the original camera
+    is R^T X in the new one), would have taken: an exact homography H = K' R^T K^-1. The new
+    principal point is moved so that pixel `keep_px` stays where it was (so the hands stay in
+    view); focal lengths and size are kept. Returns (image, K')."""
+    import cv2
+
+    K = np.asarray(K, dtype=np.float64)
+    ray = np.linalg.solve(K, np.array([keep_px[0], keep_px[1], 1.0]))
+    e = R.T @ ray
+    K2 = K.copy()
+    K2[0, 2] = keep_px[0] - K[0, 0] * e[0] / e[2]
+    K2[1, 2] = keep_px[1] - K[1, 1] * e[1] / e[2]
+    H = K2 @ R.T @ np.linalg.inv(K)
+    h, w = image.shape[:2]
+    return cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR), K2
