@@ -1,31 +1,24 @@
-"""Drawing hands over the image they came from (CLI overlays, the node's debug image)."""
+"""Drawing hands over the image they came from: the one renderer of the CLI overlays and the node's
+debug image. It draws the 3D result projected with the camera's K and distortion (not the
+detector's 2D keypoints), so a bad placement shows as a skeleton or mesh off the hand."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from .camera import project_points
 from .types import Hand
 
 # OpenPose hand graph: wrist to each finger's base, then along the finger.
 BONES = tuple((0 if k % 4 == 0 else k, k + 1) for k in range(20))
 COLOURS = {True: (255, 128, 40), False: (40, 150, 255)}   # RGB: right orange, left blue
-
-
-def project(points: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None) -> np.ndarray:
-    """[N,3] camera-frame points → [N,2] pixels, through the lens distortion when given."""
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    if dist is not None and np.any(np.asarray(dist) != 0):
-        uv, _ = cv2.projectPoints(pts, np.zeros(3), np.zeros(3), np.asarray(K, np.float64),
-                                  np.asarray(dist, np.float64))
-        return uv.reshape(-1, 2)
-    z = np.maximum(pts[:, 2:], 1e-6)
-    return (pts[:, :2] / z) @ np.asarray(K)[:2, :2].T + np.asarray(K)[:2, 2]
+_BONE_INDEX = np.asarray(BONES, dtype=np.intp)
 
 
 def draw_mesh(canvas: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: np.ndarray,
               dist: np.ndarray | None, colour: tuple[int, int, int]) -> None:
     """Flat-shaded, depth-sorted triangles (painter's algorithm): enough to judge a fit by eye."""
-    uv = project(vertices, K, dist)
+    uv = project_points(vertices, K, dist)
     tri = vertices[faces]                                     # F,3,3
     normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
@@ -42,28 +35,35 @@ def draw_mesh(canvas: np.ndarray, vertices: np.ndarray, faces: np.ndarray, K: np
         cv2.fillConvexPoly(canvas, pix[f], shade, lineType=cv2.LINE_AA, shift=4)
 
 
+def _drawable(points: np.ndarray) -> bool:
+    """Every point finite and in front of the camera (a projection of anything else is garbage)."""
+    return bool(np.all(np.isfinite(points)) and np.all(points[..., 2] > 1e-6))
+
+
 def draw_hands(image_rgb: np.ndarray, hands: list[Hand], K: np.ndarray, dist: np.ndarray | None = None,
                mesh_alpha: float = 0.6) -> np.ndarray:
-    """A copy of the image with each hand's mesh (when present), skeleton and box drawn on it."""
+    """A copy of the image with each hand's mesh (when present), projected 3D skeleton, box and
+    label (side, score, track id, depth) drawn on it."""
     out = np.ascontiguousarray(image_rgb[..., :3]).copy()
-    meshes = out.copy()
-    any_mesh = False
-    for hand in sorted(hands, key=lambda h: -float(h.wrist_position[2])):
-        if hand.vertices is not None and hand.faces is not None:
-            draw_mesh(meshes, hand.vertices, hand.faces, K, dist, COLOURS[hand.is_right])
-            any_mesh = True
-    if any_mesh:
-        out = cv2.addWeighted(meshes, mesh_alpha, out, 1 - mesh_alpha, 0)
+    thick = max(1, round(max(out.shape[:2]) / 640))
+    meshes = [h for h in hands if h.vertices is not None and h.faces is not None and _drawable(h.vertices)]
+    if meshes:
+        layer = out.copy()
+        for hand in sorted(meshes, key=lambda h: -float(h.wrist_position[2])):
+            draw_mesh(layer, hand.vertices, hand.faces, K, dist, COLOURS[hand.is_right])
+        out = cv2.addWeighted(layer, mesh_alpha, out, 1 - mesh_alpha, 0)
     for hand in hands:
         colour = COLOURS[hand.is_right]
-        uv = project(hand.joints, K, dist)
-        for a, b in BONES:
-            cv2.line(out, tuple(np.round(uv[a]).astype(int)), tuple(np.round(uv[b]).astype(int)),
-                     (255, 255, 255), 3, cv2.LINE_AA)
-            cv2.line(out, tuple(np.round(uv[a]).astype(int)), tuple(np.round(uv[b]).astype(int)),
-                     colour, 2, cv2.LINE_AA)
-        x1, y1, x2, y2 = np.round(hand.box).astype(int)
-        cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1)
-        label = f"{hand.side} {hand.score:.2f} z={hand.wrist_position[2]:.2f}m"
-        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+        joints = np.asarray(hand.joints, dtype=np.float64)
+        if _drawable(joints):
+            uv = project_points(joints, K, dist)
+            bones = list(np.round(uv[_BONE_INDEX]).astype(np.int32))
+            cv2.polylines(out, bones, False, (255, 255, 255), thick + 2, cv2.LINE_AA)
+            cv2.polylines(out, bones, False, colour, thick + 1, cv2.LINE_AA)
+        x1, y1, x2, y2 = (int(round(v)) for v in np.nan_to_num(np.asarray(hand.box, dtype=np.float64)))
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
+        label = (f"{hand.side} {hand.score:.2f}" + (f" #{hand.track_id}" if hand.track_id >= 0 else "")
+                 + f" z={float(hand.wrist_position[2]):.2f}m")
+        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, colour, thick,
+                    cv2.LINE_AA)
     return out

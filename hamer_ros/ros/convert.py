@@ -341,30 +341,6 @@ def image_msg(header: Header, rgb: np.ndarray) -> Image:
                  data=array.array("B", np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()))
 
 
-def draw_overlay(rgb: np.ndarray, hands: Sequence[Hand]) -> np.ndarray:
-    """A copy of the image with each hand's box, 2D skeleton and a label (side, score, track id)."""
-    import cv2
-
-    out = np.ascontiguousarray(rgb).copy()
-    scale = max(1, round(max(out.shape[:2]) / 640))
-    for h in hands:
-        color = tuple(int(255 * c) for c in SIDE_COLORS[h.side][:3])
-        x1, y1, x2, y2 = (int(round(v)) for v in np.nan_to_num(np.asarray(h.box, dtype=np.float64)))
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, scale)
-        label = f"{h.side[0].upper()} {h.score:.2f}" + (f" #{h.track_id}" if h.track_id >= 0 else "")
-        cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * scale, color, scale,
-                    cv2.LINE_AA)
-        kp = np.asarray(h.keypoints_2d, dtype=np.float64).reshape(21, 2)
-        if not np.all(np.isfinite(kp)):
-            continue
-        # cv2.polylines draws all 20 bones in one call.
-        lines = np.round(kp[_BONES]).astype(np.int32)
-        cv2.polylines(out, list(lines), False, color, scale, cv2.LINE_AA)
-        for u, v in np.round(kp).astype(np.int32):
-            cv2.circle(out, (int(u), int(v)), 2 * scale, (255, 255, 255), -1)
-    return out
-
-
 # ---------------------------------------------------------------------------------------------
 
 def cdr_self_check() -> str | None:

@@ -37,7 +37,8 @@ from visualization_msgs.msg import MarkerArray
 
 from hamer_ros.msg import HandArray
 
-from .convert import (cdr_self_check, draw_overlay, hand_transforms, hands_to_msg, image_cdr, image_msg,
+from ..perception.overlay import draw_hands
+from .convert import (cdr_self_check, hand_transforms, hands_to_msg, image_cdr, image_msg,
                       marker_array_cdr, marker_array_msg, marker_specs)
 from .image import ImageConversionError, image_to_rgb
 from .sync import (SYNC_POLICIES, CameraInfoSync, LatestMailbox, StampMonitor, Throttle, format_stamp,
@@ -144,8 +145,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("min_score", 0.5, "Least detection confidence of a hand.", range=(0.0, 1.0)),
     ParamSpec("rescale", 2.0, "Crop side = rescale x max(4/3 w, h) of the hand box (2.0 as in "
               "HaMeR's demo).", range=(1.0, 4.0)),
-    ParamSpec("refine_translation", True, "Refine each hand's depth and position by least squares "
-              "against its own 2D keypoints (with the camera's distortion)."),
+    ParamSpec("refine_translation", True, "Place each hand by robust least squares on 2D keypoints "
+              "(the detector's, else the network's own) with the camera's K and distortion; off: the "
+              "network's weak-perspective placement."),
+    ParamSpec("fit_rotation", True, "With refine_translation and detector keypoints: fit the hand's "
+              "rotation too (regularised toward the network's, at most 30 deg), not only its position."),
     ParamSpec("tracking", True, "Stable track ids across frames (IoU tracker, per side)."),
     ParamSpec("box_smoothing", 1.0, "Tracker box smoothing weight of the newest box: 1 = none, lower "
               "= smoother and laggier.", range=(0.01, 1.0)),
@@ -159,6 +163,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info_sync", "latest", "Pairing of image and CameraInfo: latest (the newest "
               "CameraInfo of the frame; works with latched or slower CameraInfo) or exact (same "
               "stamp, from a short buffer).", choices=SYNC_POLICIES),
+    ParamSpec("camera_info_any_frame", False, "Place an image with the newest CameraInfo even when "
+              "its frame_id differs from the image's (for drivers whose ids disagree). Off: such frames are "
+              "skipped with a warning naming both ids, so no hand is placed with another camera's intrinsics."),
     ParamSpec("camera_info_timeout", 5.0, "Warn (throttled, frames are still processed) when the "
               "CameraInfo used is older than the image by this many seconds; 0 = never.",
               range=(0.0, 86400.0)),
@@ -214,7 +221,7 @@ class Options:
 
 _OPTION_NAMES = tuple(Options.__dataclass_fields__)
 # Applied by the worker thread between two frames (they change the pipeline).
-_PIPELINE_PARAMS = ("min_score", "max_hands", "rescale", "refine_translation", "tracking",
+_PIPELINE_PARAMS = ("min_score", "max_hands", "rescale", "refine_translation", "fit_rotation", "tracking",
                     "box_smoothing", "rois")
 
 
@@ -310,7 +317,8 @@ class HandMeshNode(Node):
 
         self._image_topic = self.resolve_topic_name("image")
         self._info_topic = self.resolve_topic_name("camera_info")
-        self._sync = CameraInfoSync(self._info_topic, values["camera_info_sync"], values["camera_info_timeout"])
+        self._sync = CameraInfoSync(self._info_topic, values["camera_info_sync"], values["camera_info_timeout"],
+                                    any_frame=values["camera_info_any_frame"])
         self._stamps = StampMonitor()
         self._mailbox: LatestMailbox[tuple[Image, float]] = LatestMailbox()
         self._rectified = values["image_is_rectified"]
@@ -390,7 +398,8 @@ class HandMeshNode(Node):
                              engine_cache=str(Path(v["engine_cache"]).expanduser()) if v["engine_cache"] else "",
                              detector=v["detector"],
                              rois=parse_rois(v["rois"]), max_hands=v["max_hands"], min_score=v["min_score"],
-                             rescale=v["rescale"], refine=v["refine_translation"], tracking=v["tracking"],
+                             rescale=v["rescale"], refine=v["refine_translation"],
+                             fit_rotation=v["fit_rotation"], tracking=v["tracking"],
                              box_smoothing=v["box_smoothing"])
         try:
             return HandPipeline(cfg)
@@ -504,6 +513,8 @@ class HandMeshNode(Node):
             self._sync.policy = changed["camera_info_sync"]
         if "camera_info_timeout" in changed:
             self._sync.stale_after = changed["camera_info_timeout"]
+        if "camera_info_any_frame" in changed:
+            self._sync.any_frame = changed["camera_info_any_frame"]
         pipe = {k: v for k, v in changed.items() if k in _PIPELINE_PARAMS}
         if "rois" in pipe and self._values["detector"] != "fixed":
             self._log.warning("rois changed, but detector is not 'fixed': no effect")
@@ -581,17 +592,18 @@ class HandMeshNode(Node):
                 "buffers (sysctl net.core.rmem_max / rmem_default)")
         match = self._sync.match(stamp_ns, header.frame_id, width, height, self._info_topic_has_publishers())
         if match.intrinsics is None and self._sync.policy == "exact" and self._opts.camera_info_wait > 0:
-            self._mailbox.wait(lambda: self._sync.has_exact(stamp_ns), self._opts.camera_info_wait)
+            self._mailbox.wait(lambda: self._sync.has_exact(stamp_ns, header.frame_id), self._opts.camera_info_wait)
             match = self._sync.match(stamp_ns, header.frame_id, width, height)
         for p in match.problems:
-            self._warn(f"caminfo:{p.key}", p.text, period=30.0 if p.key in ("stale", "distortion") else 5.0)
+            cause = p.key.split(":")[0]
+            self._warn(f"caminfo:{p.key}", p.text, period=30.0 if cause in ("stale", "distortion") else 5.0)
         if not match.usable:
             self._skip(next((p.text for p in match.problems if p.skip), "no CameraInfo"))
             return None
         t1 = time.perf_counter()
         hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D)
         t2 = time.perf_counter()
-        self._publish(header, rgb, hands)
+        self._publish(header, rgb, hands, match.intrinsics)
         t3 = time.perf_counter()
         times = {"convert": (t1 - t0) * 1e3, "pipeline": (t2 - t1) * 1e3, "publish": (t3 - t2) * 1e3,
                  # arrival to start of processing: how long the frame sat in the mailbox
@@ -605,7 +617,7 @@ class HandMeshNode(Node):
         except Exception:  # noqa: BLE001
             return None
 
-    def _publish(self, header: Header, rgb: Any, hands: list) -> None:
+    def _publish(self, header: Header, rgb: Any, hands: list, camera: Any) -> None:
         o = self._opts
         self._hands_pub.publish(hands_to_msg(header, hands, o.publish_vertices))
         sec, nsec, frame = header.stamp.sec, header.stamp.nanosec, header.frame_id
@@ -622,7 +634,7 @@ class HandMeshNode(Node):
             self._marker_pub.publish(marker_array_msg(header, specs) if self._cdr_problem
                                      else marker_array_cdr(sec, nsec, frame, specs))
         if o.publish_debug_image and self._debug_pub.get_subscription_count() > 0:
-            overlay = draw_overlay(rgb, hands)
+            overlay = draw_hands(rgb, hands, camera.K, camera.D)
             self._debug_pub.publish(image_msg(header, overlay) if self._cdr_problem
                                     else image_cdr(sec, nsec, frame, overlay))
 

@@ -73,11 +73,15 @@ class Intrinsics:
 
 
 def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics:
-    """sensor_msgs/CameraInfo -> Intrinsics.
+    """sensor_msgs/CameraInfo -> Intrinsics of the image it describes.
 
     rectified=False: the image is the raw one, so K (`k`) with the distortion `d` applies.
     rectified=True: the image was rectified (image_rect*), so the projection P[:, :3] applies and
     there is no distortion left (the REP-104 convention image_geometry follows).
+    Binning and region of interest (REP-104) are applied as image_geometry's PinholeCameraModel
+    does: the image is the ROI of the full sensor, binned, so fx' = fx / b_x and
+    cx' = (cx - x_offset) / b_x (likewise y), and its size is the ROI's (or the full one) / binning.
+    The distortion stays as it is: it acts on normalised coordinates, which do not change.
     """
     note = None
     if rectified:
@@ -96,9 +100,18 @@ def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics
             note = (f"distortion model '{model}' with coefficients {d.tolist()} is not an OpenCV "
                     f"model ({', '.join(OPENCV_MODELS)}); ignoring the distortion. Feed a rectified "
                     "image (image_rect) and set image_is_rectified:=true for accurate 3D")
+    bx, by = max(1, int(getattr(msg, "binning_x", 0))), max(1, int(getattr(msg, "binning_y", 0)))
+    roi = getattr(msg, "roi", None)
+    x_off, y_off = (int(roi.x_offset), int(roi.y_offset)) if roi is not None else (0, 0)
+    roi_w, roi_h = (int(roi.width), int(roi.height)) if roi is not None else (0, 0)
+    K[0, 2] -= x_off
+    K[1, 2] -= y_off
+    K[0] /= bx
+    K[1] /= by
+    width, height = (roi_w, roi_h) if roi_w > 0 and roi_h > 0 else (int(msg.width), int(msg.height))
     kind, problem = intrinsics_problem(K) or ("", None)
     return Intrinsics(K=K, D=D, stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=str(msg.header.frame_id),
-                      width=int(msg.width), height=int(msg.height), problem=problem, problem_kind=kind, note=note)
+                      width=width // bx, height=height // by, problem=problem, problem_kind=kind, note=note)
 
 
 @dataclass
@@ -119,21 +132,26 @@ class Match:
 
 
 class CameraInfoSync:
-    """Holds received CameraInfos and pairs an image (stamp, frame_id, size) with one.
+    """Holds received CameraInfos per frame_id and pairs an image (stamp, frame_id, size) with one
+    of its own camera: an image is never placed with another camera's intrinsics.
 
-    latest: the newest CameraInfo of the image's frame_id (or of any frame, with a warning).
-            Never blocks; an old CameraInfo only warns (a driver that publishes it once, latched,
-            is normal), but a frame without any CameraInfo is skipped.
-    exact:  the CameraInfo with the image's exact stamp, from a buffer of the last `buffer`
-            ones; a frame without one is skipped.
+    latest: the newest CameraInfo of the image's frame_id. Never blocks; an old CameraInfo only
+            warns (a driver that publishes it once, latched, is normal).
+    exact:  the CameraInfo of the image's frame_id with the image's exact stamp, from a buffer of
+            the last `buffer` ones.
+    A frame without a CameraInfo of its frame_id is skipped, naming both ids, unless `any_frame`
+    (for drivers whose ids disagree) lets the newest CameraInfo of any frame stand in, with a
+    warning. Problems are keyed by cause *and* image frame, so one camera's trouble never
+    throttles another's.
     Thread-safe: `add` runs on the executor thread, `match` on the inference thread.
     """
 
     def __init__(self, topic: str = "camera_info", policy: str = "latest", stale_after: float = 5.0,
-                 buffer: int = 30) -> None:
+                 buffer: int = 30, any_frame: bool = False) -> None:
         self.topic = topic
         self.policy = policy
         self.stale_after = stale_after
+        self.any_frame = any_frame
         self._latest: dict[str, Intrinsics] = {}
         self._newest: Intrinsics | None = None
         self._recent: deque[Intrinsics] = deque(maxlen=buffer)
@@ -163,16 +181,15 @@ class CameraInfoSync:
             self._newest = None
             self._recent.clear()
 
-    def has_exact(self, stamp_ns: int) -> bool:
+    def has_exact(self, stamp_ns: int, frame_id: str) -> bool:
         with self._lock:
-            return any(i.stamp_ns == stamp_ns for i in self._recent)
+            return any(i.stamp_ns == stamp_ns and (self.any_frame or i.frame_id == frame_id) for i in self._recent)
 
     def match(self, stamp_ns: int, frame_id: str, width: int = 0, height: int = 0,
               topic_has_publishers: bool | None = None) -> Match:
         with self._lock:
-            newest, same_frame = self._newest, self._latest.get(frame_id)
-            exact = [i for i in self._recent if i.stamp_ns == stamp_ns]
-            nearest = min((abs(i.stamp_ns - stamp_ns) for i in self._recent), default=None)
+            newest, same_frame, frames = self._newest, self._latest.get(frame_id), sorted(self._latest)
+            candidates = [i for i in self._recent if self.any_frame or i.frame_id == frame_id]
         if newest is None:
             hint = "" if topic_has_publishers is None else (
                 " (the topic has no publisher)" if not topic_has_publishers else " (the topic has a publisher)")
@@ -182,36 +199,44 @@ class CameraInfoSync:
 
         problems: list[Problem] = []
         if self.policy == "exact":
+            exact = [i for i in candidates if i.stamp_ns == stamp_ns]
             info = next((i for i in exact if i.frame_id == frame_id), exact[0] if exact else None)
             if info is None:
-                gap = "" if nearest is None else f"; the nearest is {nearest / 1e6:.1f} ms away"
-                return Match(None, [Problem("no_exact", (
-                    f"no CameraInfo on {self.topic} with the image's stamp {format_stamp(stamp_ns)} "
-                    f"(camera_info_sync: exact{gap}); skipping the frame. Use camera_info_sync:=latest "
-                    "unless the intrinsics change per frame"), True)])
+                nearest = min((abs(i.stamp_ns - stamp_ns) for i in candidates), default=None)
+                gap = "" if nearest is None else f"; the nearest of frame '{frame_id}' is {nearest / 1e6:.1f} ms away"
+                return Match(None, [Problem(f"no_exact:{frame_id}", (
+                    f"no CameraInfo on {self.topic} for frame '{frame_id}' with the image's stamp "
+                    f"{format_stamp(stamp_ns)} (camera_info_sync: exact{gap}); skipping the frame. Use "
+                    "camera_info_sync:=latest unless the intrinsics change per frame"), True)])
         else:
-            info = same_frame or newest
+            info = same_frame or (newest if self.any_frame else None)
+            if info is None:
+                return Match(None, [Problem(f"foreign_frame:{frame_id}", (
+                    f"no CameraInfo on {self.topic} for the image's frame '{frame_id}' (CameraInfo "
+                    f"received for: {', '.join(repr(f) for f in frames)}); skipping the frame rather than "
+                    "placing hands with another camera's intrinsics. Remap camera_info:= to this camera's "
+                    "camera_info topic, or, if the driver stamps image and CameraInfo with different ids, "
+                    "set camera_info_any_frame:=true"), True)])
             age = (stamp_ns - info.stamp_ns) / 1e9
             if self.stale_after > 0 and age > self.stale_after:
-                problems.append(Problem("stale", (
-                    f"the newest CameraInfo on {self.topic} is {age:.1f} s older than the image "
-                    f"(camera_info_timeout: {self.stale_after:g} s); using it anyway -- fine if the "
-                    "driver publishes it once (latched), otherwise check that it still runs"), False))
+                problems.append(Problem(f"stale:{frame_id}", (
+                    f"the newest CameraInfo of frame '{info.frame_id}' on {self.topic} is {age:.1f} s older "
+                    f"than the image (camera_info_timeout: {self.stale_after:g} s); using it anyway -- fine "
+                    "if the driver publishes it once (latched), otherwise check that it still runs"), False))
 
         if info.frame_id != frame_id:
-            problems.append(Problem("frame_id", (
-                f"CameraInfo frame_id '{info.frame_id}' differs from the image's '{frame_id}'; using "
-                "it anyway, results are published in the image's frame. Check that both topics come "
-                "from the same camera"), False))
+            problems.append(Problem(f"frame_id:{frame_id}", (
+                f"using CameraInfo of frame '{info.frame_id}' for an image of frame '{frame_id}' "
+                "(camera_info_any_frame: true); results are published in the image's frame"), False))
         if width and height and info.width and info.height and (info.width, info.height) != (width, height):
-            problems.append(Problem("size", (
-                f"CameraInfo is for {info.width}x{info.height} px but the image is {width}x{height} px; "
-                "the intrinsics probably belong to another resolution (3D will be off). Remap "
-                "camera_info:= to the matching stream"), False))
+            problems.append(Problem(f"size:{frame_id}", (
+                f"CameraInfo of frame '{info.frame_id}' is for {info.width}x{info.height} px (after its "
+                f"binning and roi) but the image is {width}x{height} px; the intrinsics probably belong to "
+                "another resolution (3D will be off). Remap camera_info:= to the matching stream"), False))
         if info.note:
-            problems.append(Problem("distortion", info.note, False))
+            problems.append(Problem(f"distortion:{info.frame_id}", info.note, False))
         if info.problem:
-            problems.append(Problem(f"bad_K:{info.problem_kind}", (
+            problems.append(Problem(f"bad_K:{info.problem_kind}:{info.frame_id}", (
                 f"unusable camera intrinsics on {self.topic} (frame '{info.frame_id}'): "
                 f"{info.problem}; skipping the frame. Calibrate the camera or fix its driver"), True))
         return Match(info, problems)

@@ -102,12 +102,14 @@ def test_extra_trailing_bytes_are_ignored(rgb):
 K_GOOD = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
 
 
-def _info(stamp_ns: int, frame="cam", K=K_GOOD, w=640, h=480, D=(), model="plumb_bob", P=None):
+def _info(stamp_ns: int, frame="cam", K=K_GOOD, w=640, h=480, D=(), model="plumb_bob", P=None,
+          binning=(0, 0), roi=(0, 0, 0, 0)):
     P = np.hstack([K, np.zeros((3, 1))]) if P is None else P
     return SimpleNamespace(header=SimpleNamespace(stamp=SimpleNamespace(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9),
                                                   frame_id=frame),
                            k=np.asarray(K, float).ravel(), d=list(D), p=np.asarray(P, float).ravel(),
-                           distortion_model=model, width=w, height=h)
+                           distortion_model=model, width=w, height=h, binning_x=binning[0], binning_y=binning[1],
+                           roi=SimpleNamespace(x_offset=roi[0], y_offset=roi[1], width=roi[2], height=roi[3]))
 
 
 def test_stamp_to_ns_is_exact():
@@ -148,21 +150,61 @@ def test_latest_pairs_newest_of_the_same_frame_and_never_blocks_on_old_infos():
     assert m.usable and m.intrinsics.frame_id == "cam" and not m.problems
     # an old (latched) CameraInfo: used, with a warning only
     m = s.match(60 * 10**9, "cam", 640, 480)
-    assert m.usable and [p.key for p in m.problems] == ["stale"] and "latched" in m.problems[0].text
+    assert m.usable and [p.key for p in m.problems] == ["stale:cam"] and "latched" in m.problems[0].text
     s.stale_after = 0.0
     assert not s.match(60 * 10**9, "cam").problems
-    # only another frame's CameraInfo: used, warned
+    # only another camera's CameraInfo: never used; the skip names both frames and the fix
     m = s.match(3 * 10**9, "cam2")
-    assert m.usable and [p.key for p in m.problems] == ["frame_id"]
-    # a CameraInfo of another resolution: warned
-    assert [p.key for p in s.match(3 * 10**9, "cam", 1280, 720).problems] == ["size"]
+    assert not m.usable and m.intrinsics is None and [p.key for p in m.problems] == ["foreign_frame:cam2"]
+    assert "'cam2'" in m.problems[0].text and "'cam', 'other'" in m.problems[0].text
+    assert "camera_info_any_frame" in m.problems[0].text
+    # ... unless the user opts in for a driver whose ids disagree: the newest one, warned
+    s.any_frame = True
+    m = s.match(3 * 10**9, "cam2")
+    assert m.usable and m.intrinsics.frame_id == "cam" and [p.key for p in m.problems] == ["frame_id:cam2"]
+    s.any_frame = False
+    # a CameraInfo of another resolution: warned, keyed by cause and frame
+    assert [p.key for p in s.match(3 * 10**9, "cam", 1280, 720).problems] == ["size:cam"]
+
+
+def test_a_second_camera_never_leaks_into_the_first():
+    s = CameraInfoSync("ci")
+    s.add(intrinsics_from_camera_info(_info(1, "cam_a", K=K_GOOD)))
+    s.add(intrinsics_from_camera_info(_info(2, "cam_b", K=K_GOOD * [[0.9], [0.9], [1]])))
+    assert s.match(3, "cam_a").intrinsics.K[0, 0] == 500
+    assert s.match(3, "cam_b").intrinsics.K[0, 0] == 450
+    assert not s.match(3, "cam_c").usable
+    ex = CameraInfoSync("ci", "exact")
+    ex.add(intrinsics_from_camera_info(_info(7, "cam_b")))
+    assert not ex.match(7, "cam_a").usable and ex.match(7, "cam_b").usable
+    assert ex.has_exact(7, "cam_b") and not ex.has_exact(7, "cam_a")
+
+
+def test_binning_and_roi_as_image_geometry():
+    K = np.array([[600.0, 0, 640], [0, 610, 360], [0, 0, 1]])
+    i = intrinsics_from_camera_info(_info(1, K=K, w=1280, h=720, binning=(2, 2), roi=(100, 40, 800, 600)))
+    np.testing.assert_allclose(i.K, [[300, 0, 270], [0, 305, 160], [0, 0, 1]])
+    assert (i.width, i.height) == (400, 300)
+    # binning alone, one axis; 0 means 1 (REP-104)
+    i = intrinsics_from_camera_info(_info(1, K=K, w=1280, h=720, binning=(4, 0)))
+    np.testing.assert_allclose(i.K, [[150, 0, 160], [0, 610, 360], [0, 0, 1]])
+    assert (i.width, i.height) == (320, 720)
+    # the same point of the scene lands on the same pixel of the binned ROI image
+    X = np.array([0.1, -0.05, 0.8])
+    full = K @ X / X[2]
+    i = intrinsics_from_camera_info(_info(1, K=K, w=1280, h=720, binning=(2, 2), roi=(100, 40, 800, 600)))
+    np.testing.assert_allclose((i.K @ X / X[2])[:2], [(full[0] - 100) / 2, (full[1] - 40) / 2])
+    # P for rectified images gets the same treatment
+    P = np.array([[500.0, 0, 600, 0], [0, 500, 350, 0], [0, 0, 1, 0]])
+    r = intrinsics_from_camera_info(_info(1, K=K, P=P, binning=(2, 2), roi=(100, 40, 800, 600)), rectified=True)
+    np.testing.assert_allclose(r.K, [[250, 0, 250], [0, 250, 155], [0, 0, 1]])
 
 
 def test_unusable_K_skips_the_frame():
     s = CameraInfoSync("ci")
     s.add(intrinsics_from_camera_info(_info(1, K=np.zeros((3, 3)))))
     m = s.match(2, "cam")
-    assert not m.usable and m.problems[-1].key == "bad_K:zero" and m.problems[-1].skip
+    assert not m.usable and m.problems[-1].key == "bad_K:zero:cam" and m.problems[-1].skip
     s.add(intrinsics_from_camera_info(_info(3)))   # recovers with the next good one
     assert s.match(4, "cam").usable
 
@@ -174,8 +216,8 @@ def test_exact_policy_pairs_by_stamp():
     m = s.match(30, "cam")
     assert m.usable and m.intrinsics.stamp_ns == 30 and m.intrinsics.K[0, 0] == 530
     m = s.match(10, "cam")        # fell out of the 3-entry buffer
-    assert not m.usable and m.problems[0].key == "no_exact" and "nearest is" in m.problems[0].text
-    assert s.has_exact(40) and not s.has_exact(41)
+    assert not m.usable and m.problems[0].key == "no_exact:cam" and "nearest of frame 'cam' is" in m.problems[0].text
+    assert s.has_exact(40, "cam") and not s.has_exact(41, "cam")
     with pytest.raises(ValueError):
         s.policy = "approximate"
 
@@ -341,7 +383,9 @@ def test_image_cdr_and_overlay():
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Image
     rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
-    out = convert.draw_overlay(rgb, [_hand(True), _hand(False, seed=3)])
+    from hamer_ros.perception.overlay import draw_hands
+    K = np.array([[60.0, 0, 32], [0, 60, 24], [0, 0, 1]])
+    out = draw_hands(rgb, [_hand(True), _hand(False, seed=3)], K)
     assert out.shape == rgb.shape and out.dtype == np.uint8 and not np.shares_memory(out, rgb)
     msg = deserialize_message(convert.image_cdr(3, 4, "cam_x", out), Image)
     assert (msg.height, msg.width, msg.encoding, msg.step) == (48, 64, "rgb8", 192)
