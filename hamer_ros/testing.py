@@ -177,6 +177,17 @@ def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
                      2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1).reshape(n, 3, 3)
 
 
+def rotations_by(rng: np.random.Generator, n: int, angle_deg: float) -> np.ndarray:
+    """n rotations by exactly `angle_deg` about random axes (a network's rotation error)."""
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    a = np.radians(angle_deg)
+    W = np.zeros((n, 3, 3))
+    W[:, 0, 1], W[:, 0, 2], W[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    W[:, 1, 0], W[:, 2, 0], W[:, 2, 1] = axis[:, 2], -axis[:, 1], axis[:, 0]
+    return np.eye(3) + np.sin(a) * W + (1 - np.cos(a)) * (W @ W)
+
+
 def hand_skeletons(rng: np.random.Generator, n: int) -> np.ndarray:
     """Rough 21-joint hands (OpenPose order, wrist at the origin, metres), random flexion and
     orientation."""

@@ -40,7 +40,7 @@ from hamer_ros.perception.camera import (  # noqa: E402
     weak_perspective_to_translation)
 from hamer_ros.perception.crop import crop_boxes  # noqa: E402
 from hamer_ros.perception.hand_frame import palm_frame  # noqa: E402
-from hamer_ros.testing import hand_skeletons, random_rotations  # noqa: E402
+from hamer_ros.testing import hand_skeletons, rotations_by  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 CROP_F = 5000.0 / 256.0   # the crop camera's focal in normalised crop units
@@ -113,12 +113,7 @@ def run(rng: np.random.Generator, hands: int, noise_px: float, realistic: bool, 
             cam[:, 0] *= 1.0 + rng.normal(0.0, 0.05, n)
             cam[:, 1:] += rng.normal(0.0, 0.005, (n, 2))
             centroid = net.mean(1, keepdims=True)
-            wrong = random_rotations(rng, n)
-            axis_angle = rng.normal(size=(n, 3))
-            axis_angle *= np.radians(8.0) / np.linalg.norm(axis_angle, axis=1, keepdims=True)
-            from hamer_ros.perception.camera import _exp_so3
-            wrong = _exp_so3(axis_angle)
-            net = turn(net - centroid, wrong) + centroid + rng.normal(0.0, 0.004, net.shape)
+            net = turn(net - centroid, rotations_by(rng, n, 8.0)) + centroid + rng.normal(0.0, 0.004, net.shape)
             seen = np.where(is_right[:, None, None], net, mirror_points(net))
 
         tx = np.where(is_right, cam[:, 1], -cam[:, 1])

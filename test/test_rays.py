@@ -14,7 +14,7 @@ from hamer_ros.perception import Detection, HandPipeline, PipelineConfig, projec
 from hamer_ros.perception.camera import crop_ray_rotations, fit_pose, refine_translation
 from hamer_ros.perception.crop import crop_boxes
 from hamer_ros.perception.hand_frame import palm_frame
-from hamer_ros.testing import hand_skeletons, random_rotations, rotated_view, rotation_yaw_pitch
+from hamer_ros.testing import hand_skeletons, random_rotations, rotated_view, rotation_yaw_pitch, rotations_by
 
 M = np.diag([-1.0, 1.0, 1.0])
 W, H = 1280, 720
@@ -47,12 +47,6 @@ def test_ray_rotation_takes_the_axis_onto_the_ray_with_no_roll():
 
 
 # ------------------------------------------------------------------------- the pose fit
-def rotvec(rng, n, deg):
-    from hamer_ros.perception.camera import _exp_so3
-    v = rng.normal(size=(n, 3))
-    return _exp_so3(v / np.linalg.norm(v, axis=1, keepdims=True) * np.radians(deg))
-
-
 def hands_in_view(rng, n):
     joints = hand_skeletons(rng, n)
     t = np.stack([rng.uniform(-0.35, 0.35, n), rng.uniform(-0.2, 0.2, n), rng.uniform(0.4, 1.0, n)], -1)
@@ -65,7 +59,7 @@ def test_fit_pose_recovers_a_turned_hand_exactly():
     truth = joints + t[:, None]
     kp = project_points(truth, K_WIDE, D_WIDE)
     centre = joints.mean(1, keepdims=True)
-    wrong = (joints - centre) @ np.swapaxes(rotvec(rng, 60, 12.0), 1, 2) + centre    # the network's 12 deg error
+    wrong = (joints - centre) @ np.swapaxes(rotations_by(rng, 60, 12.0), 1, 2) + centre    # the network's 12 deg error
     R, t_fit = fit_pose(wrong, kp, K_WIDE, D_WIDE)
     np.testing.assert_allclose(wrong @ np.swapaxes(R, 1, 2) + t_fit[:, None], truth, atol=1e-4)   # 0.1 mm: its stopping rule
     # translation-only cannot: it leaves the turn and a placement error
@@ -83,7 +77,7 @@ def test_fit_pose_is_robust_bounded_and_falls_back():
     np.testing.assert_allclose(joints @ np.swapaxes(R, 1, 2) + t_fit[:, None], truth, atol=5e-4)
     # a pose 90 deg away from the network's is not trusted: translation only
     centre = joints.mean(1, keepdims=True)
-    far = (joints - centre) @ np.swapaxes(rotvec(rng, 4, 90.0), 1, 2) + centre
+    far = (joints - centre) @ np.swapaxes(rotations_by(rng, 4, 90.0), 1, 2) + centre
     R, t_fit = fit_pose(far, project_points(truth, K_WIDE), K_WIDE, max_rotation_deg=30.0)
     np.testing.assert_allclose(R, np.broadcast_to(np.eye(3), R.shape))
     np.testing.assert_allclose(t_fit, refine_translation(far, project_points(truth, K_WIDE), K_WIDE))
