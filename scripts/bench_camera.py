@@ -39,7 +39,7 @@ from hamer_ros.perception.camera import (  # noqa: E402
     crop_keypoints_to_image, crop_ray_rotations, fit_pose, mirror_points, project_points, refine_translation,
     weak_perspective_to_translation)
 from hamer_ros.perception.crop import crop_boxes  # noqa: E402
-from hamer_ros.perception.hand_frame import palm_frame  # noqa: E402
+from hamer_ros.perception.hand_frame import hand_frame  # noqa: E402
 from hamer_ros.testing import hand_skeletons, rotations_by  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
@@ -100,7 +100,7 @@ def run(rng: np.random.Generator, hands: int, noise_px: float, realistic: bool, 
         k, joints, t_true, is_right = scene(rng, per_camera)
         n = per_camera
         truth = joints + t_true[:, None]
-        frame_true = palm_frame(truth, is_right)
+        frame_true = hand_frame(truth, is_right)
         kp_true = project_points(truth, k)
         kp_obs = kp_true + rng.normal(0.0, noise_px, kp_true.shape) if noise_px > 0 else kp_true
         centers, sizes = crop_boxes(np.concatenate([kp_obs.min(1), kp_obs.max(1)], -1), rescale=2.0)
@@ -132,7 +132,7 @@ def run(rng: np.random.Generator, hands: int, noise_px: float, realistic: bool, 
         for name, (j, t) in placed.items():
             est = j + t[:, None]
             out[f"mm {name}"].append(1e3 * np.linalg.norm(est - truth, axis=-1).mean(-1))
-            out[f"deg {name}"].append(angle_deg(palm_frame(est, is_right), frame_true))
+            out[f"deg {name}"].append(angle_deg(hand_frame(est, is_right), frame_true))
         out["angle"].append(np.degrees(np.arccos(t_true[:, 2] / np.linalg.norm(t_true, axis=1))))
     return {key: np.concatenate(v) for key, v in out.items()}
 

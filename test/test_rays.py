@@ -13,7 +13,7 @@ import torch
 from hamer_ros.perception import Detection, HandPipeline, PipelineConfig, project_points
 from hamer_ros.perception.camera import crop_ray_rotations, fit_pose, refine_translation
 from hamer_ros.perception.crop import crop_boxes
-from hamer_ros.perception.hand_frame import palm_frame
+from hamer_ros.perception.hand_frame import hand_frame
 from hamer_ros.testing import hand_skeletons, random_rotations, rotated_view, rotation_yaw_pitch, rotations_by
 
 M = np.diag([-1.0, 1.0, 1.0])
@@ -185,7 +185,7 @@ def test_ray_relative_network_is_recovered_exactly_out_to_40_degrees(tiny_model,
                 worst_mm = max(worst_mm, 1e3 * np.abs(h.joints - t["joints"]).max(),
                                1e3 * np.abs(h.vertices - t["vertices"]).max())
                 worst_deg = max(worst_deg, angle_deg(h.global_orient, t["global_orient"]),
-                                angle_deg(h.wrist_orientation, palm_frame(t["joints"], h.is_right)))
+                                angle_deg(h.wrist_orientation, hand_frame(t["joints"], h.is_right)))
     assert worst_mm <= 0.5 and worst_deg <= 0.1, (worst_mm, worst_deg)
 
 
@@ -337,3 +337,14 @@ def test_mirrored_photo_gives_mirrored_hands(examples, photo_mode):
         cos = h.wrist_position @ (M @ b.wrist_position) / np.linalg.norm(h.wrist_position) / np.linalg.norm(b.wrist_position)
         assert np.degrees(np.arccos(min(cos, 1.0))) <= 1.0                  # the same ray, mirrored
         assert angle_deg(h.wrist_orientation, M @ b.wrist_orientation @ np.diag([1.0, -1, 1])) <= 15.0
+
+
+def test_a_pinch_seen_in_the_image_is_a_pinch_in_3d(examples, photo_mode):
+    """test1.jpg's OK sign: thumb and index tips touch in the image (10 px apart). MediaPipe's metric
+    landmarks alone put them 63 mm apart in depth; the fingers lifted by their relative depths keep
+    them together."""
+    image, K = load_photo(examples, "test1.jpg")
+    hands = photo_mode(image, K)
+    ok = min(hands, key=lambda h: np.linalg.norm(h.keypoints_2d[4] - h.keypoints_2d[8]))
+    assert np.linalg.norm(ok.keypoints_2d[4] - ok.keypoints_2d[8]) < 20
+    assert np.linalg.norm(ok.joints[4] - ok.joints[8]) < 0.030

@@ -104,8 +104,8 @@ class MediaPipeHandDetector:
             # MediaPipe's 21 landmarks are WRIST, THUMB_CMC/MCP/IP/TIP, INDEX_FINGER_MCP/PIP/DIP/TIP,
             # MIDDLE_..., RING_..., PINKY_... (mp.solutions.hands.HandLandmark 0..20): the same
             # order as OpenPose / COCO-WholeBody hands and HaMeR's output, so no re-indexing.
-            norm = np.array([(p.x, p.y) for p in lms.landmark], dtype=np.float32)
-            kp = normalised_to_pixels(norm, w, h)
+            norm = np.array([(p.x, p.y, p.z) for p in lms.landmark], dtype=np.float32)
+            kp = normalised_to_pixels(norm[:, :2], w, h)
             # Tight box, as the reference demo uses from ViTPose keypoints; the crop's rescale=2
             # supplies the context margin. Landmarks may lie outside the image: not clipped.
             box = np.concatenate([kp.min(axis=0), kp.max(axis=0)]).astype(np.float32)
@@ -128,6 +128,7 @@ class MediaPipeHandDetector:
                 score=float(label.score),
                 keypoints=kp,
                 world_joints=joints,
+                keypoint_depth=norm[:, 2] * np.float32(w),
             ))
         return out
 

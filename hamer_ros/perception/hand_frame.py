@@ -1,26 +1,43 @@
-"""The wrist frame published for each hand, computed from the 21 joints so it means the same with
-and without the HaMeR mesh (joints-only mode has no MANO rotation)."""
+"""The hand frame we publish: the wrist frame that teleoperation retargeters use, computed from the
+21 joints, so it means the same with and without the HaMeR mesh (the landmarks mode has no MANO
+rotation).
+
+The convention is dex-retargeting's operator frame in MANO axes (the de-facto standard for
+feeding robot-hand retargeting from 21 keypoints). From the wrist W, index knuckle I and middle
+knuckle M: n is the normal of the plane W, I, M; a = (W - M) made orthogonal to n; b = a x n,
+with the sign of n chosen so that b points from M toward I. Then
+  right hand: x = -n (out of the palm), y = b (toward the index/thumb side), z = -a (toward the
+              fingers, wrist -> middle knuckle);
+  left hand:  x = n (out of the palm), y = -b (toward the little finger), z = -a.
+Both are right-handed (a mirror cannot keep all three axes' anatomical meaning). `local_joints`
+expresses the joints in this frame relative to the wrist: what a retargeter takes as input.
+"""
 from __future__ import annotations
 
 import numpy as np
 
 
-def palm_frame(joints: np.ndarray, is_right: np.ndarray | bool) -> np.ndarray:
-    """[..., 21, 3] joints (camera frame, OpenPose order) → [..., 3, 3] rotation, hand → camera.
-
-    Columns: x from the wrist toward the middle-finger knuckle; z the palm normal, pointing out of
-    the palm (the way the hand grasps); y = z × x, which points toward the little finger on a right
-    hand and toward the thumb on a left hand (a mirror cannot keep both the palm side and a
-    right-handed frame).
-    """
+def hand_frame(joints: np.ndarray, is_right: np.ndarray | bool) -> np.ndarray:
+    """[..., 21, 3] joints (camera frame, OpenPose order) -> [..., 3, 3] rotation, hand -> camera
+    (its columns are the hand's x, y, z axes in the camera)."""
     j = np.asarray(joints, dtype=np.float64)
-    wrist, index, middle, pinky = j[..., 0, :], j[..., 5, :], j[..., 9, :], j[..., 17, :]
-    n = np.cross(index - wrist, pinky - wrist)
+    wrist, index, middle = j[..., 0, :], j[..., 5, :], j[..., 9, :]
+    n = np.cross(index - wrist, middle - wrist)
+    n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    a = wrist - middle
+    a = a - (a * n).sum(-1, keepdims=True) * n
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = np.cross(a, n)
+    flip = np.where(((b * (index - middle)).sum(-1) < 0)[..., None], -1.0, 1.0)
+    n, b = n * flip, b * flip
     right = np.asarray(is_right, dtype=bool)[..., None]
-    n = np.where(right, n, -n)   # the mirror of a right hand flips the cross product
-    x = middle - wrist
-    z = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
-    x = x - (x * z).sum(-1, keepdims=True) * z
-    x = x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-    y = np.cross(z, x)
-    return np.stack((x, y, z), axis=-1)
+    x = np.where(right, -n, n)
+    y = np.where(right, b, -b)
+    return np.stack((x, y, -a), axis=-1)
+
+
+def local_joints(joints: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """[..., 21, 3] camera-frame joints -> the same joints relative to the wrist, in the hand
+    frame [..., 3, 3] (hand -> camera): frame^T (joint - wrist)."""
+    j = np.asarray(joints, dtype=np.float64)
+    return (j - j[..., :1, :]) @ frame

@@ -16,7 +16,8 @@ from .crop import crop_hands
 from .detect import HandDetector, make_detector
 from .engine import make_engine, to_host
 from .gpu_crop import crop_hands_torch, upload_frame
-from .hand_frame import palm_frame
+from .hand_frame import hand_frame, local_joints
+from .landmarks import place_landmarks
 from .track import HandTracker
 from .types import Detection, Hand, StageTimes
 
@@ -234,7 +235,7 @@ class HandPipeline:
                 trans[own] = refine_translation(joints[own], keypoints[own], K, dist=dist, t0=trans[own])
         joints_cam = joints + trans[:, None]
         errors = reprojection_error(joints, trans, keypoints, K, dist=dist)
-        frames = palm_frame(joints_cam, is_right)
+        frames = hand_frame(joints_cam, is_right)
         hands = []
         for i, d in enumerate(dets):
             hands.append(Hand(
@@ -256,19 +257,16 @@ class HandPipeline:
             return []
         world = np.stack([d.world_joints for d in dets]).astype(np.float64)
         kp = np.stack([d.keypoints for d in dets]).astype(np.float64)
-        # MediaPipe's world landmarks are relative to the ray through its hand crop, which is
-        # centred on the hand: the box centre.
+        # MediaPipe's crop is centred on the hand: the box centre.
         centres = np.stack([(d.box[:2] + d.box[2:]) / 2.0 for d in dets]).astype(np.float64)
-        world = _rotate(world, crop_ray_rotations(centres, K, dist))
-        if self.config.fit_rotation:
-            turn, trans = fit_pose(world, kp, K, dist=dist)
-            world = _rotate(world, turn)
-        else:
-            trans = refine_translation(world, kp, K, dist=dist)
-        joints_cam = world + trans[:, None]
+        depths = [d.keypoint_depth for d in dets]
+        depth = np.stack(depths).astype(np.float64) if all(z is not None for z in depths) else None
+        joints_cam = place_landmarks(world, kp, depth, centres, K, dist, fit_rotation=self.config.fit_rotation)
+        trans = joints_cam[:, 0]
+        world = joints_cam - trans[:, None]
         errors = reprojection_error(world, trans, kp, K, dist=dist)
         is_right = np.array([d.is_right for d in dets])
-        frames = palm_frame(joints_cam, is_right)
+        frames = hand_frame(joints_cam, is_right)
         hands = [Hand(is_right=bool(d.is_right), score=float(d.score), box=d.box, joints=joints_cam[i],
                       keypoints_2d=kp[i], wrist_position=joints_cam[i, 0], wrist_orientation=frames[i],
                       reprojection_error=float(errors[i]), track_id=d.track_id)

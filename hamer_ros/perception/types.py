@@ -15,6 +15,7 @@ class Detection:
     score: float                        # detector confidence, 0..1
     keypoints: np.ndarray | None = None  # (21, 2) px, OpenPose hand order, when the detector has them
     world_joints: np.ndarray | None = None  # (21, 3) m, metric joints up to translation (camera axes)
+    keypoint_depth: np.ndarray | None = None  # (21,) px, depth relative to the wrist in image-pixel units
     track_id: int = -1
 
 
@@ -29,7 +30,7 @@ class Hand:
     joints: np.ndarray                   # (21, 3) m, OpenPose hand order
     keypoints_2d: np.ndarray             # (21, 2) px, the hand's 2D keypoints in the image
     wrist_position: np.ndarray           # (3,) m  (== joints[0])
-    wrist_orientation: np.ndarray        # (3, 3) palm frame -> camera frame (see hand_frame.palm_frame)
+    wrist_orientation: np.ndarray        # (3, 3) hand frame -> camera frame (see hand_frame.hand_frame)
     reprojection_error: float            # px, RMS of projected joints vs keypoints_2d
     vertices: np.ndarray | None = None   # (778, 3) m, None in the joints-only (no HaMeR) mode
     faces: np.ndarray | None = None      # (1538, 3) int, winding already correct for this side
