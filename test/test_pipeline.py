@@ -2,6 +2,7 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 
 from hamer_ros.perception import (Detection, FixedRoiDetector, HandPipeline, PipelineConfig,
                                   project_points)
@@ -18,7 +19,7 @@ def frame(seed: int = 0) -> np.ndarray:
 
 
 def pipeline_with(model, rois, **kw) -> HandPipeline:
-    cfg = PipelineConfig(detector="fixed", rois=rois, device="cpu", tracking=False, **kw)
+    cfg = PipelineConfig(**{"detector": "fixed", "rois": rois, "device": "cpu", "tracking": False, **kw})
     return HandPipeline(cfg, model=model, detector=FixedRoiDetector(rois))
 
 
@@ -159,10 +160,10 @@ def test_mediapipe_and_tiny_model_on_a_real_image(tiny_model, examples):
 def test_reconfigure_between_frames(tiny_model):
     pipe = pipeline_with(tiny_model, ROIS)
     assert len(pipe(frame(), K)) == 2
-    pipe.reconfigure(rois=ROIS[1:], tracking=True, box_smoothing=0.5)
+    pipe.reconfigure(rois=ROIS[1:], tracking=True, filter_min_cutoff=0.2, side_switch_frames=3)
     hands = pipe(frame(), K)
     assert [h.side for h in hands] == ["left"] and hands[0].track_id >= 0
-    assert pipe.tracker.alpha == 0.5
+    assert pipe.tracker.side_switch_frames == 3 and pipe.smoother.config.min_cutoff == 0.2
     pipe.reconfigure(max_hands=1, rois=ROIS)
     assert len(pipe(frame(), K)) == 1
     with pytest.raises(ValueError, match="start-up"):
@@ -180,3 +181,75 @@ def test_cuda_without_cuda_is_a_clear_error():
         pytest.skip("CUDA present: nothing to refuse")
     with pytest.raises(ValueError, match="CUDA is not available"):
         resolve_device("cuda:0")
+
+
+# ------------------------------------------------------------------------- time: tracks and filters
+class SequenceDetector:
+    """Replays a scripted list of detections per frame, and counts resets."""
+
+    def __init__(self, frames):
+        self.frames, self.k, self.resets = frames, 0, 0
+
+    def __call__(self, image):
+        dets = self.frames[self.k % len(self.frames)]
+        self.k += 1
+        return [Detection(box=d.box.copy(), is_right=d.is_right, score=d.score, keypoints=d.keypoints,
+                          world_joints=d.world_joints) for d in dets]
+
+    def reset(self):
+        self.resets += 1
+
+    def close(self):
+        pass
+
+
+def landmark_detection(joints_cam, right=True):
+    kp = project_points(joints_cam, K)
+    box = np.r_[kp.min(0), kp.max(0)]
+    ray = crop_ray_rotations((box[None, :2] + box[None, 2:]) / 2, K)[0]
+    return Detection(box=box, is_right=right, score=0.9, keypoints=kp, world_joints=(joints_cam - joints_cam.mean(0)) @ ray)
+
+
+def test_stamps_filter_hold_and_reset():
+    from hamer_ros.testing import hand_skeletons
+    rng = np.random.default_rng(5)
+    truth = hand_skeletons(rng, 1)[0] + [0.05, 0.02, 0.6]
+    noisy = [[landmark_detection(truth + rng.normal(0, [0.001, 0.001, 0.003]))] for _ in range(40)]
+    frames = noisy + [[]] * 10                                   # then the detector loses the hand
+    det = SequenceDetector(frames)
+    pipe = HandPipeline(PipelineConfig(device="cpu", hold_time=0.1), detector=det)
+    out = [pipe(frame(), K, stamp=k / 30) for k in range(50)]
+    ids = {h.track_id for hands in out[:40] for h in hands}
+    assert len(ids) == 1 and all(len(hands) == 1 for hands in out[:40])
+    jitter = lambda hs: np.std([h.wrist_position for h in hs[10:]], axis=0).sum()   # noqa: E731
+    raw = HandPipeline(PipelineConfig(device="cpu", filter=False), detector=SequenceDetector(noisy))
+    raw_out = [raw(frame(), K, stamp=k / 30)[0] for k in range(40)]
+    assert jitter([hs[0] for hs in out[:40]]) < jitter(raw_out) / 2
+    # missed: held for hold_time (3 frames at 30 Hz), flagged, the same hand; then nothing
+    held = [hands for hands in out[40:]]
+    assert [len(h) for h in held] == [1, 1, 1] + [0] * 7
+    assert all(h[0].held and np.array_equal(h[0].joints, out[39][0].joints) for h in held[:3])
+    assert not any(h.held for hands in out[:40] for h in hands)
+    # time goes back (a looping bag): tracks, filters and the detector's own tracking start afresh
+    before = det.resets
+    (again,) = pipe(frame(), K, stamp=0.0)
+    assert det.resets == before + 1 and again.track_id not in ids
+    # no stamp (independent images): nothing filtered, nothing held
+    still = HandPipeline(PipelineConfig(device="cpu"), detector=SequenceDetector(noisy))
+    first = still(frame(), K)[0]
+    second = still(frame(), K)[0]
+    np.testing.assert_allclose(second.joints, raw_out[1].joints, atol=1e-9)
+    assert first.track_id == second.track_id
+
+
+def test_mesh_shape_is_averaged_per_track(tiny_model, monkeypatch):
+    pipe = pipeline_with(tiny_model, ROIS[:1], tracking=True)
+    betas = iter([torch.full((1, 10), 1.0), torch.full((1, 10), 3.0), torch.full((1, 10), 2.0)])
+    original = pipe.engine.decode
+
+    def decode(images):
+        pose, _, cam = original(images)
+        return pose, next(betas), cam
+    monkeypatch.setattr(pipe.engine, "decode", decode)
+    got = [pipe(frame(), K, stamp=k / 30)[0].betas for k in range(3)]
+    np.testing.assert_allclose([b[0] for b in got], [1.0, 2.0, 2.0], atol=1e-6)     # running means

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 
+from .so3 import so3_exp, so3_log
+
 CROP_FOCAL = 5000.0   # px, the crop camera of the network (reference §1.4, §2.3)
 CROP_SIZE = 256       # px, side of the crop that focal refers to
 
@@ -449,36 +451,6 @@ _MAX_ROTATION_DEG = 30.0     # a fit that turns the hand further is not trusted
 _MIN_POSE_JOINTS = 6         # rotation needs more support than translation
 
 
-def _skew(v: np.ndarray) -> np.ndarray:
-    """[N,3] -> [N,3,3] cross-product matrices: skew(a) @ b == a x b."""
-    W = np.zeros(v.shape[:-1] + (3, 3))
-    W[..., 0, 1], W[..., 0, 2], W[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
-    W[..., 1, 0], W[..., 2, 0], W[..., 2, 1] = v[..., 2], -v[..., 1], v[..., 0]
-    return W
-
-
-def _exp_so3(w: np.ndarray) -> np.ndarray:
-    """Rotation vectors [N,3] -> rotation matrices [N,3,3] (Rodrigues: I + a W + b W^2)."""
-    theta2 = (w * w).sum(-1)
-    theta = np.sqrt(theta2)
-    small = theta < 1e-8
-    t = np.where(small, 1.0, theta)
-    a = np.where(small, 1.0, np.sin(t) / t)[:, None, None]
-    b = np.where(small, 0.5, (1.0 - np.cos(t)) / (t * t))[:, None, None]
-    W = _skew(w)
-    return np.eye(3) + a * W + b * (W @ W)
-
-
-def _log_so3(R: np.ndarray) -> np.ndarray:
-    """Rotation matrices [N,3,3] -> rotation vectors [N,3] (angles below ~179 deg)."""
-    cos = np.clip((np.trace(R, axis1=-2, axis2=-1) - 1.0) / 2.0, -1.0, 1.0)
-    theta = np.arccos(cos)
-    v = np.stack([R[:, 2, 1] - R[:, 1, 2], R[:, 0, 2] - R[:, 2, 0], R[:, 1, 0] - R[:, 0, 1]], -1)
-    sin = np.sin(theta)
-    scale = np.where(sin > 1e-8, theta / (2.0 * np.where(sin > 1e-8, sin, 1.0)), 0.5)
-    return v * scale[:, None]
-
-
 def fit_pose(
     joints_cam: Any,
     keypoints_px: Any,
@@ -577,7 +549,7 @@ def _fit_pose(joints_cam: Any, keypoints_px: Any, K: Any, dist: Any, t0: Any, we
             step = -np.linalg.solve(H, g[..., None])[..., 0]
         except np.linalg.LinAlgError:      # a rank-deficient hand (collinear joints): least norm
             step = -(np.linalg.pinv(H) @ g[..., None])[..., 0]
-        R = _exp_so3(step[:, :3]) @ R
+        R = so3_exp(step[:, :3]) @ R
         phi += step[:, :3]
         u = u + step[:, 3:]
         # Gauss-Newton converges quadratically: after a step of 0.2 deg and 0.3 mm what is left is
@@ -586,7 +558,7 @@ def _fit_pose(joints_cam: Any, keypoints_px: Any, K: Any, dist: Any, t0: Any, we
             break
 
     t = u - np.einsum("nij,nj->ni", R, centroid)
-    angle = np.degrees(np.linalg.norm(_log_so3(R), axis=-1))
+    angle = np.degrees(np.linalg.norm(so3_log(R), axis=-1))
     min_z = np.where(valid, (arm @ R.transpose(0, 2, 1) + u[:, None])[..., 2], np.inf).min(1)
     depth_ratio = u[:, 2] / (centroid[:, 2] + t_only[:, 2])
     ok = (usable & np.isfinite(R).all((1, 2)) & np.isfinite(t).all(-1) & (angle <= max_rotation_deg)

@@ -21,6 +21,9 @@ class HandDetector(Protocol):
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]: ...
 
+    def reset(self) -> None:
+        """Forget what earlier frames taught the detector (its own tracking), e.g. when time jumps back."""
+
     def close(self) -> None: ...
 
 
@@ -132,6 +135,10 @@ class MediaPipeHandDetector:
             ))
         return out
 
+    def reset(self) -> None:
+        if self._hands is not None:
+            self._hands.reset()       # a new graph run: no landmarks carried over from the last frame
+
     def close(self) -> None:
         if self._hands is not None:
             self._hands.close()
@@ -197,6 +204,9 @@ class FixedRoiDetector:
     def __call__(self, image_rgb: np.ndarray | None = None) -> list[Detection]:
         # Fresh arrays each frame, so a consumer that edits a box cannot change the configuration.
         return [Detection(box=box.copy(), is_right=is_right, score=1.0) for box, is_right in self.rois]
+
+    def reset(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

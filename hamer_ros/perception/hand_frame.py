@@ -17,17 +17,29 @@ from __future__ import annotations
 import numpy as np
 
 
+_EPS = np.zeros((3, 3, 3))
+_EPS[0, 1, 2] = _EPS[1, 2, 0] = _EPS[2, 0, 1] = 1.0
+_EPS[0, 2, 1] = _EPS[2, 1, 0] = _EPS[1, 0, 2] = -1.0
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b over the last axis (the Levi-Civita contraction; np.cross is slow on small arrays)."""
+    return np.einsum("ijk,...j,...k->...i", _EPS, a, b)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.sqrt((v * v).sum(-1, keepdims=True)), 1e-12)
+
+
 def hand_frame(joints: np.ndarray, is_right: np.ndarray | bool) -> np.ndarray:
     """[..., 21, 3] joints (camera frame, OpenPose order) -> [..., 3, 3] rotation, hand -> camera
     (its columns are the hand's x, y, z axes in the camera)."""
     j = np.asarray(joints, dtype=np.float64)
     wrist, index, middle = j[..., 0, :], j[..., 5, :], j[..., 9, :]
-    n = np.cross(index - wrist, middle - wrist)
-    n = n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-12)
+    n = _unit(_cross(index - wrist, middle - wrist))
     a = wrist - middle
-    a = a - (a * n).sum(-1, keepdims=True) * n
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
-    b = np.cross(a, n)
+    a = _unit(a - (a * n).sum(-1, keepdims=True) * n)
+    b = _cross(a, n)
     flip = np.where(((b * (index - middle)).sum(-1) < 0)[..., None], -1.0, 1.0)
     n, b = n * flip, b * flip
     right = np.asarray(is_right, dtype=bool)[..., None]

@@ -18,6 +18,7 @@ from .engine import make_engine, to_host
 from .gpu_crop import crop_hands_torch, upload_frame
 from .hand_frame import hand_frame, local_joints
 from .landmarks import place_landmarks
+from .filter import FilterConfig, HandSmoother
 from .track import HandTracker
 from .types import Detection, Hand, StageTimes
 
@@ -46,8 +47,13 @@ class PipelineConfig:
     rescale: float = 2.0            # crop side = rescale · max(4/3·w, h), as the reference demo
     refine: bool = True             # least-squares placement on 2D keypoints (the detector's, else the network's)
     fit_rotation: bool = True       # with refine: fit the rotation too (fit_pose), not only the translation
-    tracking: bool = True
-    box_smoothing: float = 1.0      # 1 = none; lower = smoother, laggier boxes
+    tracking: bool = True           # stable ids, sides voted per track, no duplicates, smoothed boxes
+    side_switch_frames: int = 5     # consecutive disagreeing labels before a track changes side
+    filter: bool = True             # One-Euro smoothing per track on the image stamps (needs a stamp)
+    filter_min_cutoff: float = FilterConfig.min_cutoff  # Hz, cutoff of a still hand
+    filter_beta: float = FilterConfig.beta              # Hz per m/s: how fast the cutoff rises with speed
+    filter_d_cutoff: float = FilterConfig.d_cutoff      # Hz, cutoff of the speed estimate
+    hold_time: float = 0.1          # s a missed hand is still reported (flagged held); 0 = never
     static_images: bool = False     # independent images (CLI) instead of a video stream
 
 
@@ -86,7 +92,7 @@ class HandPipeline:
                                    cache_dir=cfg.engine_cache or None, force_rebuild=cfg.rebuild_engine)
                        if self.model is not None else None)
         self.detector = detector or self._make_detector(cfg)
-        self.tracker = HandTracker(alpha=cfg.box_smoothing) if cfg.tracking else None
+        self._make_tracking(cfg)
         self.last_times = StageTimes()
         if self.model is not None:
             faces = self.model.mano.faces.cpu().numpy()
@@ -132,6 +138,14 @@ class HandPipeline:
         return (np.broadcast_to(np.eye(3), (len(joints), 3, 3)),
                 refine_translation(joints, keypoints, K, dist=dist, t0=prior))
 
+    def _make_tracking(self, cfg: PipelineConfig) -> None:
+        filt = FilterConfig(cfg.filter_min_cutoff, cfg.filter_beta, cfg.filter_d_cutoff)
+        self.tracker = (HandTracker(side_switch_frames=cfg.side_switch_frames, filter_config=filt if cfg.filter else None)
+                        if cfg.tracking else None)
+        self.smoother = HandSmoother(filt, cfg.hold_time) if cfg.tracking and cfg.filter else None
+        self._betas: dict[int, tuple[torch.Tensor, int]] = {}   # per track: running mean of MANO shape
+        self._last_stamp: float | None = None
+
     def reconfigure(self, **changes: Any) -> None:
         """Change settings between frames. Rebuilds what fixes a setting at construction (the
         tracker, MediaPipe's hand count and confidence, fixed ROIs); the old detector stays if the
@@ -150,24 +164,35 @@ class HandPipeline:
             detector = self._make_detector(cfg)
             self.detector.close()
             self.detector = detector
-        if cfg.tracking != old.tracking:
-            self.tracker = HandTracker(alpha=cfg.box_smoothing) if cfg.tracking else None
-        elif self.tracker is not None:
-            self.tracker.alpha = cfg.box_smoothing
+        tracking = ("tracking", "side_switch_frames", "filter", "filter_min_cutoff", "filter_beta",
+                    "filter_d_cutoff", "hold_time")
+        if any(getattr(cfg, k) != getattr(old, k) for k in tracking):
+            self._make_tracking(cfg)      # a fresh start: ids, sides and filters
         self.config = cfg
 
     def reset_tracking(self) -> None:
-        """Forget track ids, e.g. when time jumps back (a looping bag)."""
+        """Forget tracks, filters and the detector's own tracking, e.g. when time jumps back (a
+        looping bag). The pipeline does it itself when the stamps go backwards."""
         if self.tracker is not None:
             self.tracker.reset()
+        if self.smoother is not None:
+            self.smoother.reset()
+        self._betas.clear()
+        self._last_stamp = None
+        self.detector.reset()
 
-    def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None) -> list[Hand]:
+    def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None,
+                 stamp: float | None = None) -> list[Hand]:
+        """The hands of one frame. `stamp`: the image's time in seconds, for tracking and filtering;
+        None (independent images): nothing is filtered or held."""
         times = StageTimes()
         t = time.perf_counter()
+        if stamp is not None and self._last_stamp is not None and stamp < self._last_stamp:
+            self.reset_tracking()           # time went back: a looping bag, a restarted driver
         detections = [d for d in self.detector(image_rgb) if d.score >= self.config.min_score]
         detections = sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
         if self.tracker is not None:
-            detections = self.tracker.update(detections)
+            detections = self.tracker.update(detections, stamp)
         times.detect = _ms(t)
         K = np.asarray(K, dtype=np.float64)
         if not detections:
@@ -176,6 +201,13 @@ class HandPipeline:
             hands = self._mesh_hands(image_rgb, detections, K, dist, times)
         else:
             hands = self._joint_hands(detections, K, dist, times)
+        if stamp is not None:
+            t = time.perf_counter()
+            if self.smoother is not None:
+                hands = self.smoother(hands, stamp) + self.smoother.held(self.tracker.missed_ids, stamp)
+                self.smoother.keep_only(set(self.tracker.track_ids))
+            self._last_stamp = stamp
+            times.extra["filter"] = _ms(t)
         self.last_times = times
         return hands
 
@@ -197,6 +229,8 @@ class HandPipeline:
         with torch.inference_mode():
             params = self.engine.decode(crops.images)
             times.forward = _ms(t)
+            if self.tracker is not None:
+                params = (params[0], self._track_betas(params[1], dets), params[2])
             t = time.perf_counter()
             host = to_host(self.model.hands_from_params(*params))   # one transfer for the camera stage
         times.mano = _ms(t)
@@ -247,6 +281,20 @@ class HandPipeline:
                 track_id=d.track_id))
         times.camera = _ms(t)
         return hands
+
+    def _track_betas(self, betas: torch.Tensor, dets: list[Detection]) -> torch.Tensor:
+        """Each track's running mean of its MANO shape (one person's hand does not change shape),
+        kept on the device: no synchronisation."""
+        out = betas.clone()
+        for i, d in enumerate(dets):
+            mean, n = self._betas.get(d.track_id, (betas[i], 0))
+            mean = mean + (betas[i] - mean) / (n + 1)
+            self._betas[d.track_id] = (mean, min(n + 1, 100))   # a slow moving average past 100 frames
+            out[i] = mean
+        alive = set(self.tracker.track_ids)
+        for tid in [t for t in self._betas if t not in alive]:
+            del self._betas[tid]
+        return out
 
     def _joint_hands(self, dets: list[Detection], K: np.ndarray, dist: np.ndarray | None,
                      times: StageTimes) -> list[Hand]:

@@ -1,7 +1,12 @@
-"""Stable hand ids across frames, and optional box smoothing. Pure numpy, no ROS.
+"""Hand tracks across frames: stable ids, a side voted over frames, one hand never twice, smoothed
+crop boxes. Pure numpy, no ROS.
 
-Matching is greedy by IoU between the previous boxes and the new ones, separately per side: a
-real left hand never inherits a right hand's id, even when two hands cross or overlap.
+Detectors flicker: MediaPipe relabels a hand's side now and then, and after a scene change it can
+report one hand twice. A side flip mirrors the crop, and the mesh jumps by decimetres; so tracks
+match detections whatever their label (by box overlap and keypoint distance), and a track's side
+changes only after `side_switch_frames` consecutive frames that disagree with it. The detection
+is relabelled with the track's side *before* cropping. Boxes are One-Euro filtered on the image
+stamps: box flicker is the main source of finger flicker.
 """
 from __future__ import annotations
 
@@ -9,98 +14,153 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .filter import FilterConfig, OneEuro
 from .types import Detection
+
+HAND_SIZE_M = 0.19      # a hand's box diagonal, wrist to fingertips: converts box pixels to metres
+BOX_CUTOFF_SCALE = 0.3  # boxes are smoothed harder than the pose (its min cutoff and beta scaled):
+                        # the crop's margin (rescale) absorbs the lag
+DUPLICATE_IOU = 0.7     # two box-only detections overlapping this much are one hand
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of boxes a [N,4] and b [M,4] (x1, y1, x2, y2) -> [N,M]; 0 for empty boxes."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = ix * iy
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(1, -1, 4)
+    # per pair: overlap width and height (negative = none), then the areas
+    wh = np.maximum(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0.0)
+    inter = wh[..., 0] * wh[..., 1]
+    sa, sb = np.maximum(a[..., 2:] - a[..., :2], 0.0), np.maximum(b[..., 2:] - b[..., :2], 0.0)
+    union = sa[..., 0] * sa[..., 1] + sb[..., 0] * sb[..., 1] - inter
     # Degenerate (zero-area) boxes would divide by zero; they overlap nothing.
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _keypoint_similarity(a: list[np.ndarray | None], b: list[np.ndarray | None], sizes: np.ndarray) -> np.ndarray:
+    """[N,M] in [0, 1]: 1 - mean keypoint distance / half of b's box diagonal (0 without keypoints)."""
+    if all(k is not None for k in a) and all(k is not None for k in b) and a and b:   # the usual case
+        d = np.sqrt(((np.stack(a)[:, None] - np.stack(b)[None]) ** 2).sum(-1)).mean(-1)
+        return np.maximum(0.0, 1.0 - d / (0.5 * sizes))
+    out = np.zeros((len(a), len(b)))
+    ia = [i for i, k in enumerate(a) if k is not None]
+    ib = [j for j, k in enumerate(b) if k is not None]
+    if ia and ib:
+        out[np.ix_(ia, ib)] = _keypoint_similarity([a[i] for i in ia], [b[j] for j in ib], sizes[ib])
+    return out
+
+
+def _diagonal(box: np.ndarray) -> float:
+    return float(np.hypot(box[2] - box[0], box[3] - box[1])) or 1.0
+
+
+def remove_duplicates(detections: list[Detection]) -> list[Detection]:
+    """One hand, one detection: of two detections of the same hand (whatever their labels) the
+    higher-scoring one stays. The same hand means boxes overlapping by IoU > 0.7 and, where both
+    have keypoints, keypoints within 10 % of the box diagonal of each other (two real hands may
+    overlap, their joints do not coincide)."""
+    if len(detections) < 2:
+        return detections
+    boxes = np.stack([d.box for d in detections]).astype(np.float64)
+    same = iou_matrix(boxes, boxes) > DUPLICATE_IOU
+    np.fill_diagonal(same, False)
+    if not same.any():                    # the usual case: nothing to compare further
+        return detections
+    kps = [d.keypoints for d in detections]
+    kp_same = _keypoint_similarity(kps, kps, np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])) > 0.8
+    has_kp = np.array([k is not None for k in kps])
+    same &= kp_same | ~(has_kp[:, None] & has_kp[None, :])
+    kept: list[int] = []
+    for i in sorted(range(len(detections)), key=lambda i: -detections[i].score):
+        if not any(same[i, k] for k in kept):
+            kept.append(i)
+    return [d for i, d in enumerate(detections) if i in kept]
 
 
 @dataclass
 class _Track:
     track_id: int
     is_right: bool
-    raw_box: np.ndarray      # last observed box: what the next frame is matched against
-    box: np.ndarray          # smoothed box: what is reported
+    raw_box: np.ndarray          # last observed box: what the next frame is matched against
+    keypoints: np.ndarray | None
+    box_filter: OneEuro
+    disagree: int = 0            # consecutive frames whose label disagrees with is_right
     missed: int = 0
 
 
 class HandTracker:
-    """iou_threshold: the least IoU with a track's last box that continues the track.
-    max_missed: a track survives up to this many consecutive frames without a match (a brief
-    detector dropout keeps the id); after that the hand gets a new id when it comes back.
-    alpha: exponential smoothing weight of the newest box (1 = no smoothing, smaller = smoother
-    but laggier)."""
+    """iou_threshold: the least match score (box IoU, or keypoint similarity) that continues a track.
+    max_missed: a track survives this many frames without a match (a brief dropout keeps the id).
+    side_switch_frames: consecutive disagreeing labels needed to change a track's side.
+    filter_config: the box filter's (its min cutoff scaled by BOX_CUTOFF_SCALE); None: raw boxes."""
 
-    def __init__(self, iou_threshold: float = 0.2, max_missed: int = 5, alpha: float = 1.0) -> None:
+    def __init__(self, iou_threshold: float = 0.2, max_missed: int = 5, side_switch_frames: int = 5,
+                 filter_config: FilterConfig | None = None) -> None:
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         if max_missed < 0:
             raise ValueError(f"max_missed must be >= 0, got {max_missed}")
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        if side_switch_frames < 1:
+            raise ValueError(f"side_switch_frames must be >= 1, got {side_switch_frames}")
         self.iou_threshold = float(iou_threshold)
         self.max_missed = int(max_missed)
-        self.alpha = float(alpha)
+        self.side_switch_frames = int(side_switch_frames)
+        self.filter_config = filter_config
         self._tracks: list[_Track] = []
         self._next_id = 0
+        self.missed_ids: list[int] = []    # tracks alive but not seen in the last update
 
     def reset(self) -> None:
-        """Forget all tracks (e.g. after a jump in the stream); ids keep counting up."""
+        """Forget all tracks (e.g. when time jumps back); ids keep counting up."""
         self._tracks = []
+        self.missed_ids = []
 
     @property
     def track_ids(self) -> list[int]:
         return [t.track_id for t in self._tracks]
 
-    def update(self, detections: list[Detection]) -> list[Detection]:
-        """Sets `track_id` on each detection (in place) and, when alpha < 1, replaces its box with
-        the smoothed one (a new array). Returns the same detections, in the same order."""
-        matched_tracks: set[int] = set()
-        for is_right in (False, True):
-            tracks = [t for t in self._tracks if t.is_right == is_right]
-            dets = [d for d in detections if bool(d.is_right) == is_right]
-            pairs = self._greedy_match(tracks, dets)
-            taken = set()
-            for ti, di in pairs:
-                self._continue(tracks[ti], dets[di])
-                matched_tracks.add(id(tracks[ti]))
-                taken.add(di)
-            for di, det in enumerate(dets):
-                if di not in taken:
-                    self._start(det)
-                    matched_tracks.add(id(self._tracks[-1]))
-        survivors = []
-        for t in self._tracks:
-            if id(t) not in matched_tracks:
+    def update(self, detections: list[Detection], stamp: float | None = None) -> list[Detection]:
+        """Drops duplicates, then sets `track_id`, the track's voted side (`is_right`) and, with a
+        stamp and a filter config, the smoothed box (a new array) on each detection. Returns the
+        kept detections in their order."""
+        detections = remove_duplicates(detections)
+        pairs = self._match(detections)
+        matched = set()
+        for ti, di in pairs:
+            self._continue(self._tracks[ti], detections[di], stamp)
+            matched.add(ti)
+        survivors, self.missed_ids = [], []
+        for ti, t in enumerate(self._tracks):
+            if ti not in matched:
                 t.missed += 1
                 if t.missed > self.max_missed:
                     continue
+                self.missed_ids.append(t.track_id)
             survivors.append(t)
         self._tracks = survivors
-        return list(detections)
+        taken = {di for _, di in pairs}
+        for di, det in enumerate(detections):
+            if di not in taken:
+                self._start(det, stamp)
+        return detections
 
-    def _greedy_match(self, tracks: list[_Track], dets: list[Detection]) -> list[tuple[int, int]]:
+    def _match(self, dets: list[Detection]) -> list[tuple[int, int]]:
+        tracks = self._tracks
         if not tracks or not dets:
             return []
-        iou = iou_matrix(np.stack([t.raw_box for t in tracks]), np.stack([d.box for d in dets]))
-        # Best overlaps first; each track and each detection is used at most once. Zero overlap
-        # never matches, even with iou_threshold=0, so far-apart hands do not swap ids.
-        order = np.argsort(-iou, axis=None, kind="stable")
+        boxes = np.stack([d.box for d in dets]).astype(np.float64)
+        score = iou_matrix(np.stack([t.raw_box for t in tracks]), boxes)
+        if not (score.max(0) > 0.5).all():   # a fast move or a jump: the keypoints may still match
+            diagonals = np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).clip(min=1.0)
+            score = np.maximum(score, _keypoint_similarity([t.keypoints for t in tracks], [d.keypoints for d in dets],
+                                                           diagonals))
+        # the label breaks ties between crossing hands, never a clear overlap
+        same_side = np.array([[t.is_right == bool(d.is_right) for d in dets] for t in tracks])
+        score = score + 0.05 * (same_side & (score > 0))
+        order = np.argsort(-score, axis=None, kind="stable")
         used_t, used_d, pairs = set(), set(), []
         for flat in order:
             ti, di = divmod(int(flat), len(dets))
-            if iou[ti, di] <= 0.0 or iou[ti, di] < self.iou_threshold:
+            if score[ti, di] <= 0.0 or score[ti, di] < self.iou_threshold:
                 break
             if ti in used_t or di in used_d:
                 continue
@@ -109,17 +169,29 @@ class HandTracker:
             pairs.append((ti, di))
         return pairs
 
-    def _continue(self, track: _Track, det: Detection) -> None:
-        raw = np.asarray(det.box, dtype=np.float64)
-        track.raw_box = raw.copy()
-        track.box = self.alpha * raw + (1.0 - self.alpha) * track.box
+    def _continue(self, track: _Track, det: Detection, stamp: float | None) -> None:
+        if bool(det.is_right) != track.is_right:
+            track.disagree += 1
+            if track.disagree >= self.side_switch_frames:
+                track.is_right, track.disagree = bool(det.is_right), 0
+        else:
+            track.disagree = 0
+        det.is_right = track.is_right
+        track.raw_box = np.asarray(det.box, dtype=np.float64).copy()
+        track.keypoints = det.keypoints
         track.missed = 0
         det.track_id = track.track_id
-        if self.alpha < 1.0:
-            det.box = track.box.astype(np.asarray(det.box).dtype, copy=True)
+        if stamp is not None and self.filter_config is not None:
+            track.box_filter.scale = HAND_SIZE_M / _diagonal(track.raw_box)
+            det.box = track.box_filter(track.raw_box.reshape(2, 2), stamp).reshape(4).astype(np.float32)
 
-    def _start(self, det: Detection) -> None:
+    def _start(self, det: Detection, stamp: float | None) -> None:
         raw = np.asarray(det.box, dtype=np.float64).copy()
-        self._tracks.append(_Track(self._next_id, bool(det.is_right), raw, raw.copy()))
+        cfg = self.filter_config or FilterConfig()
+        box_filter = OneEuro(FilterConfig(cfg.min_cutoff * BOX_CUTOFF_SCALE, cfg.beta * BOX_CUTOFF_SCALE, cfg.d_cutoff),
+                             scale=HAND_SIZE_M / _diagonal(raw))
+        if stamp is not None:
+            box_filter(raw.reshape(2, 2), stamp)
+        self._tracks.append(_Track(self._next_id, bool(det.is_right), raw, det.keypoints, box_filter))
         det.track_id = self._next_id
         self._next_id += 1

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .hand_frame import local_joints
+
 
 @dataclass
 class Detection:
@@ -38,10 +40,16 @@ class Hand:
     hand_pose: np.ndarray | None = None      # (15, 3, 3) MANO joint rotations, relative to parent
     betas: np.ndarray | None = None          # (10,) MANO shape
     track_id: int = -1
+    held: bool = False                       # not seen in this frame: the track's last hand, repeated
 
     @property
     def side(self) -> str:
         return "right" if self.is_right else "left"
+
+    @property
+    def joints_local(self) -> np.ndarray:
+        """(21, 3) m: the joints relative to the wrist in the hand frame, what a retargeter takes."""
+        return local_joints(self.joints, self.wrist_orientation)
 
 
 @dataclass

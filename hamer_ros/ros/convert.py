@@ -134,6 +134,9 @@ def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
     # The fixed-size Point[21] already holds 21 Points: fill them instead of building new ones.
     for p, (x, y, z) in zip(m.joints, joints.tolist()):
         p.x, p.y, p.z = x, y, z
+    for p, (x, y, z) in zip(m.joints_local, np.asarray(hand.joints_local).reshape(21, 3).tolist()):
+        p.x, p.y, p.z = x, y, z
+    m.held = bool(hand.held)
     m.keypoints_2d = np.asarray(hand.keypoints_2d, dtype=np.float32).reshape(42)
     wx, wy, wz = np.asarray(hand.wrist_position, dtype=np.float64).reshape(3).tolist()
     m.wrist.position.x, m.wrist.position.y, m.wrist.position.z = wx, wy, wz

@@ -150,9 +150,19 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "network's weak-perspective placement."),
     ParamSpec("fit_rotation", True, "With refine_translation and detector keypoints: fit the hand's "
               "rotation too (regularised toward the network's, at most 30 deg), not only its position."),
-    ParamSpec("tracking", True, "Stable track ids across frames (IoU tracker, per side)."),
-    ParamSpec("box_smoothing", 1.0, "Tracker box smoothing weight of the newest box: 1 = none, lower "
-              "= smoother and laggier.", range=(0.01, 1.0)),
+    ParamSpec("tracking", True, "Hand tracks: stable ids, a side voted over frames, no hand twice in a "
+              "frame, smoothed crop boxes, MANO shape averaged per track."),
+    ParamSpec("side_switch_frames", 5, "Consecutive frames whose side label disagrees with a track's "
+              "before its side changes.", range=(1, 100)),
+    ParamSpec("filter", True, "One-Euro smoothing of each track's wrist position, hand rotation and "
+              "joints on the image stamps (needs tracking)."),
+    ParamSpec("filter_min_cutoff", 0.5, "Filter cutoff of a still hand, Hz (lower = steadier, laggier).",
+              range=(0.01, 30.0)),
+    ParamSpec("filter_beta", 15.0, "How fast the cutoff rises with the hand's speed, Hz per m/s (higher = "
+              "less lag when moving).", range=(0.0, 1000.0)),
+    ParamSpec("filter_d_cutoff", 1.0, "Cutoff of the filter's speed estimate, Hz.", range=(0.01, 30.0)),
+    ParamSpec("hold_time", 0.1, "A tracked hand the detector misses is still published this many "
+              "seconds, flagged held; 0 = never.", range=(0.0, 2.0)),
     ParamSpec("image_is_rectified", False, "The image is rectified (image_rect*): use CameraInfo P "
               "and no distortion instead of K and D.", read_only=True),
     ParamSpec("qos_reliability", "best_effort", "Image subscription reliability: best_effort "
@@ -222,7 +232,8 @@ class Options:
 _OPTION_NAMES = tuple(Options.__dataclass_fields__)
 # Applied by the worker thread between two frames (they change the pipeline).
 _PIPELINE_PARAMS = ("min_score", "max_hands", "rescale", "refine_translation", "fit_rotation", "tracking",
-                    "box_smoothing", "rois")
+                    "side_switch_frames", "filter", "filter_min_cutoff", "filter_beta", "filter_d_cutoff",
+                    "hold_time", "rois")
 
 
 class _ForwardToRos(logging.Handler):
@@ -400,7 +411,9 @@ class HandMeshNode(Node):
                              rois=parse_rois(v["rois"]), max_hands=v["max_hands"], min_score=v["min_score"],
                              rescale=v["rescale"], refine=v["refine_translation"],
                              fit_rotation=v["fit_rotation"], tracking=v["tracking"],
-                             box_smoothing=v["box_smoothing"])
+                             side_switch_frames=v["side_switch_frames"], filter=v["filter"],
+                             filter_min_cutoff=v["filter_min_cutoff"], filter_beta=v["filter_beta"],
+                             filter_d_cutoff=v["filter_d_cutoff"], hold_time=v["hold_time"])
         try:
             return HandPipeline(cfg)
         except ImportError as e:
@@ -573,8 +586,8 @@ class HandMeshNode(Node):
         if prev is not None:
             self._warn("backwards", (
                 f"image stamps went backwards ({format_stamp(prev)} -> {format_stamp(stamp_ns)}), e.g. a "
-                "looping bag or a restarted driver: resetting hand tracking; frames are still processed"))
-            self._pipeline.reset_tracking()
+                "looping bag or a restarted driver: hand tracks, filters and the detector's tracking start "
+                "afresh; frames are still processed"))
         try:
             rgb = image_to_rgb(msg)
         except ImageConversionError as e:
@@ -601,7 +614,7 @@ class HandMeshNode(Node):
             self._skip(next((p.text for p in match.problems if p.skip), "no CameraInfo"))
             return None
         t1 = time.perf_counter()
-        hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D)
+        hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D, stamp=stamp_ns * 1e-9)
         t2 = time.perf_counter()
         self._publish(header, rgb, hands, match.intrinsics)
         t3 = time.perf_counter()

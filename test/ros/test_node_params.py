@@ -36,13 +36,15 @@ ROIS = "[{box: [30, 50, 130, 170], side: left}, {box: [180, 50, 280, 170], side:
 def test_parameter_table():
     assert len(DECLARED) == len(PARAMETERS), "duplicate parameter names"
     required = {"checkpoint", "mano", "device", "precision", "detector", "rois", "max_hands", "min_score",
-                "rescale", "refine_translation", "tracking", "box_smoothing", "qos_reliability",
+                "rescale", "refine_translation", "fit_rotation", "tracking", "side_switch_frames", "filter",
+                "filter_min_cutoff", "filter_beta", "filter_d_cutoff", "hold_time", "qos_reliability",
+                "camera_info_any_frame",
                 "camera_info_sync", "camera_info_timeout", "tf_prefix", "publish_tf", "publish_joint_frames",
                 "publish_vertices", "publish_markers", "publish_debug_image", "diagnostics_period"}
     assert required <= DECLARED.keys()
     for name in ("checkpoint", "mano", "device", "precision", "detector"):
         assert DECLARED[name].read_only, name
-    for name in ("min_score", "max_hands", "tf_prefix", "box_smoothing", "refine_translation",
+    for name in ("min_score", "max_hands", "tf_prefix", "filter", "filter_beta", "hold_time", "refine_translation",
                  "publish_tf", "publish_joint_frames", "publish_vertices", "publish_markers", "publish_debug_image"):
         assert not DECLARED[name].read_only, name
     for p in PARAMETERS:
@@ -157,7 +159,7 @@ def test_node_declares_the_table(node):
     ("min_score", 1.5, "out of range"),
     ("min_score", "high", "type"),
     ("max_hands", 0, "out of range"),
-    ("box_smoothing", 0.0, "out of range"),
+    ("side_switch_frames", 0, "out of range"),
     ("camera_info_sync", "approximate", "must be one of latest, exact"),
     ("tf_prefix", "/robot", "must not start with '/'"),
     ("tf_prefix", "a b", "only letters"),
@@ -178,7 +180,7 @@ def test_invalid_runtime_values_are_rejected_with_a_reason(node, name, value, re
 
 
 def test_runtime_values_take_effect(node):
-    changes = dict(min_score=0.3, max_hands=1, tf_prefix="robot1/", box_smoothing=0.5, refine_translation=False,
+    changes = dict(min_score=0.3, max_hands=1, tf_prefix="robot1/", filter_beta=5.0, refine_translation=False,
                    publish_joint_frames=True, publish_vertices=False, publish_markers=False, rescale=2.5,
                    rois="[{box: [0, 0, 50, 60], side: right}]", camera_info_sync="exact", tracking=False)
     results = node.set_parameters([Parameter(k, value=v) for k, v in changes.items()])
@@ -187,13 +189,13 @@ def test_runtime_values_take_effect(node):
     assert node._sync.policy == "exact"
     node._apply_pending()          # what the worker does before the next frame
     cfg = node.pipeline.config
-    assert (cfg.min_score, cfg.max_hands, cfg.box_smoothing, cfg.refine, cfg.rescale) == (0.3, 1, 0.5, False, 2.5)
+    assert (cfg.min_score, cfg.max_hands, cfg.filter_beta, cfg.refine, cfg.rescale) == (0.3, 1, 5.0, False, 2.5)
     assert node.pipeline.tracker is None
     dets = node.pipeline.detector(None)
     assert len(dets) == 1 and dets[0].is_right and list(dets[0].box) == [0, 0, 50, 60]
     (r,) = node.set_parameters([Parameter("tracking", value=True)])
     node._apply_pending()
-    assert r.successful and node.pipeline.tracker is not None and node.pipeline.tracker.alpha == 0.5
+    assert r.successful and node.pipeline.tracker is not None and node.pipeline.smoother.config.beta == 5.0
 
 
 def test_yaml_key_reaches_the_node_in_any_namespace(tmp_path):
