@@ -19,7 +19,7 @@ def test_a_constant_passes_unchanged():
 
 
 def test_a_step_settles_and_the_speed_shortens_the_lag():
-    slow, fast = OneEuro(FilterConfig(beta=0.0)), OneEuro(FilterConfig(beta=20.0))
+    slow, fast = OneEuro(FilterConfig(min_cutoff=1.0, beta=0.0)), OneEuro(FilterConfig(min_cutoff=1.0, beta=20.0))
     for f in (slow, fast):
         f(np.zeros(3), 0.0)
     out_slow = [slow(np.array([0.1, 0, 0]), k / 30)[0] for k in range(1, 61)]

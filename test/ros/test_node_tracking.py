@@ -28,7 +28,7 @@ def tester():
 @pytest.fixture(scope="module")
 def node(tester, tmp_path_factory, tiny_checkpoint, mano_path):
     proc = NodeProcess("tracks", dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu",
-                                      detector="fixed", rois=ROIS, hold_time=0.1, image_timeout=30.0),
+                                      detector="fixed", rois=ROIS, hold_time=0.11, image_timeout=30.0),
                        tmp_path_factory.mktemp("tracks"))
     tester.subscribe(proc.ns, markers=False, debug=False)
     yield proc
@@ -69,7 +69,7 @@ def test_ids_held_hands_and_runtime_parameters(tester, node):
     assert all(i == ids[0] for i in ids) and len(set(ids[0])) == 2 and min(ids[0]) >= 0
     assert not any(h.held for m in seen for h in m.hands)
 
-    # the detector loses both hands: held (flagged, the last pose) for hold_time = 3 frames, then gone
+    # the detector loses both hands: held (flagged, the last pose) for hold_time (3 frames), then gone
     (r,) = tester.set_parameters(node.fqn, rois="[]")
     assert r.successful, r.reason
     lost = [video.next() for _ in range(6)]

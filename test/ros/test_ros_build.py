@@ -54,12 +54,14 @@ def test_hand_fields():
         "joints": "geometry_msgs/Point[21]",
         "keypoints_2d": "float[42]",
         "wrist": "geometry_msgs/Pose",
+        "joints_local": "geometry_msgs/Point[21]",
         "global_orient": "float[9]",
         "hand_pose": "float[135]",
         "betas": "float[10]",
         "reprojection_error": "float",
         "vertices": "sequence<float>",
         "has_mesh": "boolean",
+        "held": "boolean",
     }
     assert (Hand.LEFT, Hand.RIGHT) == (0, 1)
 
