@@ -11,7 +11,8 @@ from hamer_ros.model import (CheckpointError, HaMeR, HaMeRConfig, ManoLayer, Uns
 from hamer_ros.model.checkpoint import IGNORED_PREFIXES, to_our_key
 from hamer_ros.testing import synthetic_reference_state_dict, write_checkpoint
 
-TSV = Path(__file__).resolve().parents[2] / "shared" / "docs" / "hamer-state-dict.tsv"
+# The reference's state-dict listing (made by this project from the reference code; see its header).
+TSV = Path(__file__).resolve().parent / "data" / "hamer-state-dict.tsv"
 
 
 def crops(b: int, size: int = 256) -> torch.Tensor:
