@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..weights import WEIGHTS_HINT
 from .camera import (crop_keypoints_to_image, mirror_points, mirror_rotations, refine_translation,
                      reprojection_error, weak_perspective_to_translation)
 from .crop import crop_hands
@@ -24,15 +25,13 @@ log = logging.getLogger(__name__)
 
 JOINTS_ONLY_HINT = (
     "No HaMeR checkpoint configured: publishing joints and wrist poses from MediaPipe's landmarks "
-    "only (no mesh). For meshes, download the HaMeR demo data (hamer_demo_data.tar.gz: "
-    "_DATA/hamer_ckpts/checkpoints/hamer.ckpt) and MANO_RIGHT.pkl (register at "
-    "https://mano.is.tue.mpg.de), then set `checkpoint` and `mano`.")
+    f"only (no mesh). For meshes, set `checkpoint`. {WEIGHTS_HINT}")
 
 
 @dataclass
 class PipelineConfig:
     checkpoint: str = ""            # official hamer.ckpt; empty = joints-only from the detector
-    mano: str = ""                  # MANO_RIGHT.pkl or its folder
+    mano: str = ""                  # MANO_RIGHT.pkl or its folder; empty = the checkpoint's own MANO
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     precision: str = "fp32"         # fp32 | bf16 | fp16 (LayerNorm, attention and geometry stay fp32)
     backend: str = "eager"          # eager | compile | tensorrt | onnx (perception/engine.py)
