@@ -54,12 +54,24 @@ RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "backen
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for auto, cpu, cuda, cuda:N or mps; ValueError saying why when it is not
+    one, or not available here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' requested but CUDA is not available to torch "
                          f"{torch.__version__}; use device cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device '{name}' requested but torch sees {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device '{name}' requested but this torch has no Apple GPU (MPS); use device cpu")
     return device
 
 
