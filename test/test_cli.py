@@ -230,3 +230,18 @@ def test_help_says_what_each_option_does_its_default_and_an_example(capsys):
     for action in infer._actions:
         if action.dest != "help":   # every option: what it does, with an example or its choices
             assert "e.g." in action.help or action.choices, action.dest
+
+
+def test_the_code_that_runs_is_this_tree(tmp_path):
+    """After `source scripts/env.sh`, `hamer-ros` and the node import hamer_ros from colcon's
+    install space: built with --symlink-install, its files are this tree's, so edits need no
+    rebuild. Run from elsewhere, so the current folder cannot shadow the installed copy."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import hamer_ros, hamer_ros.cli, hamer_ros.perception.pipeline as p; from pathlib import Path; "
+            "print(hamer_ros.cli.__file__); print(Path(p.__file__).resolve())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert Path(out[0]).resolve() == root / "hamer_ros" / "cli.py", out[0]
+    assert Path(out[1]) == root / "hamer_ros" / "perception" / "pipeline.py"
