@@ -307,11 +307,6 @@ def load_model(args: argparse.Namespace) -> Any:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .perception.overlay import draw_hands
-    from .perception.pipeline import HandPipeline, PipelineConfig
-
     if args.roi and not args.checkpoint:
         raise CliError("--roi needs --checkpoint: fixed boxes give hands only through the HaMeR model "
                        "(without one, leave out --roi: MediaPipe then gives joints)", code=2)
@@ -328,6 +323,19 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     cv2.setLogLevel(2)   # errors only: an unreadable file gets our one line, not also OpenCV's warning
     detector = StreamDetector(args)
+    try:
+        return _infer(args, out, images, videos, detector)
+    finally:
+        detector.close()
+
+
+def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list[Path],
+           detector: StreamDetector) -> int:
+    from tqdm import tqdm
+
+    from .perception.overlay import draw_hands
+    from .perception.pipeline import HandPipeline, PipelineConfig
+
     detector.start(video=False)             # fails here, before the model loads, without MediaPipe
     cfg = PipelineConfig(device=args.device, precision=args.precision, backend=args.backend,
                          max_hands=args.max_hands, rescale=args.rescale, tracking=False)
@@ -335,7 +343,6 @@ def cmd_infer(args: argparse.Namespace) -> int:
     try:
         pipeline = HandPipeline(cfg, model=model, detector=detector)   # once, for every input
     except (RuntimeError, ValueError, OSError) as e:   # e.g. out of device memory
-        detector.close()
         raise CliError(f"cannot start the hand pipeline on {args.device}: {e}") from None
     if not args.intrinsics:
         print(f"note: no --intrinsics given; assuming a {args.hfov:g}° horizontal field of view. "
@@ -371,8 +378,9 @@ def cmd_infer(args: argparse.Namespace) -> int:
         h, w = frame.rgb.shape[:2]
         K = camera_matrix(args, w, h)
         hands = pipeline(frame.rgb, K)
-        cv2.imwrite(str(out / f"{frame.name}_overlay.png"),
-                    cv2.cvtColor(draw_hands(frame.rgb, hands, K), cv2.COLOR_RGB2BGR))
+        overlay = out / f"{frame.name}_overlay.png"
+        if not cv2.imwrite(str(overlay), cv2.cvtColor(draw_hands(frame.rgb, hands, K), cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {overlay}")
         records = []
         for k, hand in enumerate(hands):
             obj = None
@@ -383,18 +391,15 @@ def cmd_infer(args: argparse.Namespace) -> int:
         return {"source": frame.source, "frame": frame.index, "width": w, "height": h,
                 "K": K.tolist(), "hands": records}
 
-    try:
-        with open(out / RESULTS, "w", encoding="utf-8") as results:
-            if images:
-                run(image_frames(images, names), len(images), "images", results)
-            for video in videos:
-                detector.start(video=True)
-                pipeline.reconfigure(tracking=True)
-                pipeline.reset_tracking()
-                count = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) or None
-                run(video_frames(video, names), count, video.name, results)
-    finally:
-        detector.close()
+    with open(out / RESULTS, "w", encoding="utf-8") as results:
+        if images:
+            run(image_frames(images, names), len(images), "images", results)
+        for video in videos:
+            detector.start(video=True)
+            pipeline.reconfigure(tracking=True)
+            pipeline.reset_tracking()
+            count = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            run(video_frames(video, names), count, video.name, results)
     summary = f"{done} frame(s), {hands_total} hand(s) → {out / RESULTS}"
     if failed:
         print(f"{summary}; {failed} input(s) failed and were skipped (see above)", file=sys.stderr)
