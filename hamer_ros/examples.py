@@ -81,8 +81,10 @@ def download_examples(dest: Path, base_url: str | None = None, files: dict[str, 
                 data = response.read()
         except (urllib.error.URLError, OSError) as e:
             reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else getattr(e, "reason", e)
-            raise ExamplesError(f"cannot download the example photos ({url}: {reason}); {HOW_TO_ENABLE}, "
-                                f"or run `hamer-ros infer` on your own photos") from None
+            raise ExamplesError(f"cannot download the example photos ({url}: {reason}); without internet "
+                                f"access set {ENV_VAR} to a folder holding test1.jpg … test4.jpg (the HaMeR "
+                                "project's example_data/), or run `bash scripts/run.sh infer PATH... --out DIR` "
+                                "on your own photos") from None
         got = _sha256(data)
         if got != sha256:
             raise ExamplesError(f"downloaded {url} has SHA-256 {got}, expected {sha256}: not the pinned file, "

@@ -104,7 +104,7 @@ def test_offline_is_one_clear_line(tmp_path, server):
         download_examples(tmp_path / "c", base_url="http://127.0.0.1:9/", files={"test1.jpg": "0" * 64},
                           timeout=5)
     msg = str(e.value)
-    assert "HAMER_ROS_EXAMPLES" in msg and "bash scripts/run.sh" in msg and "\n" not in msg
+    assert "HAMER_ROS_EXAMPLES" in msg and "bash scripts/run.sh infer" in msg and "\n" not in msg
 
 
 def test_main_prints_the_folder_or_one_error_line(tmp_path, monkeypatch, capsys):
