@@ -114,10 +114,10 @@ def load_checkpoint_file(path: str | Path) -> dict:
     except UnsafePickleError as e:
         raise UnsafeCheckpointError(f"{p}: {e}") from e
     except Exception as e:  # torch raises many types for truncated or foreign files
-        first = str(e).strip().splitlines()[0].split(". ")[0] if str(e).strip() else ""   # torch adds paragraphs
+        first = " ".join(str(e).split()).split(". ")[0]   # torch adds whole paragraphs of advice
         raise CheckpointError(
-            f"{p} is not a readable PyTorch checkpoint ({type(e).__name__}: {first}); the download is "
-            f"probably truncated or corrupt. {WEIGHTS_HINT}") from e
+            f"{p} is not a readable PyTorch checkpoint ({type(e).__name__}: {first}): another kind of "
+            f"file, or a download that is truncated or corrupt. {WEIGHTS_HINT}") from e
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} does not contain a state dict (got {type(obj).__name__}). {WEIGHTS_HINT}")
     return obj
