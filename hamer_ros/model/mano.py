@@ -1,10 +1,10 @@
-"""MANO right-hand model from the checkpoint's own copy or the user's `MANO_RIGHT.pkl`, without chumpy.
+"""MANO right-hand model from the checkpoint's own copy or the user's `MANO_RIGHT.pkl`, no chumpy.
 
 The official hamer.ckpt stores MANO as smplx's buffers (`mano.*`); `ManoLayer.from_buffers` builds
-the layer from them. The official pickle holds chumpy objects (shapedirs) and a scipy sparse J_regressor; chumpy is
-unmaintained and breaks on current NumPy, so the file is read with a restricted unpickler that
-extracts plain arrays. Skinning is smplx's `lbs` with rotation matrices, exactly as the reference
-`MANOLayer` calls it (no PCA, no hands_mean).
+the layer from them. The official pickle holds chumpy objects (shapedirs) and a scipy sparse
+J_regressor; chumpy is unmaintained and breaks on current NumPy, so the file is read with a
+restricted unpickler that extracts plain arrays. Skinning is smplx's `lbs` with rotation
+matrices, exactly as the reference `MANOLayer` calls it (no PCA, no hands_mean).
 """
 from __future__ import annotations
 
