@@ -245,3 +245,12 @@ def test_the_code_that_runs_is_this_tree(tmp_path):
                          timeout=120, check=True).stdout.split()
     assert Path(out[0]).resolve() == root / "hamer_ros" / "cli.py", out[0]
     assert Path(out[1]) == root / "hamer_ros" / "perception" / "pipeline.py"
+
+
+def test_without_mediapipe_the_joints_only_mode_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "mediapipe", None)    # makes `import mediapipe` fail
+    img = write_images(tmp_path / "in", 1) / "f0.png"
+    code, err = run(["infer", img, "--out", tmp_path / "out"], capsys)
+    assert code == 1 and len(err) == 1
+    assert err[0].startswith("hamer-ros infer: error: ") and 'pip install "hamer_ros[mediapipe]"' in err[0]
+    assert "--checkpoint with --roi" in err[0]
