@@ -60,7 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench", help="latency per stage, backend and precision, against the floor",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="HaMeR checkpoint; default: random weights of --size")
-    p.add_argument("--mano", help="MANO_RIGHT.pkl or its folder (with --checkpoint); default: synthetic")
+    p.add_argument("--mano", help="MANO_RIGHT.pkl or its folder (with --checkpoint); default: the checkpoint's "
+                   "own MANO, or a synthetic one with random weights")
     p.add_argument("--size", choices=("full", "tiny"), default="full", help="network size for random weights")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--backends", help="comma list of eager,compile,tensorrt,onnx "
@@ -146,8 +147,6 @@ def _model(args: argparse.Namespace, device: torch.device) -> Any:
     from .model import HaMeR, HaMeRConfig
 
     if args.checkpoint:
-        if not args.mano:
-            raise SystemExit("--checkpoint needs --mano")
         return HaMeR.from_checkpoint(args.checkpoint, args.mano, device=device)
     return random_model(HaMeRConfig() if args.size == "full" else HaMeRConfig.tiny(), device)
 

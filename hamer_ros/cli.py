@@ -1,20 +1,24 @@
 """`hamer-ros`: offline use of the ROS-free core.
 
-    hamer-ros infer PATH... --out DIR [--checkpoint hamer.ckpt --mano MANO_RIGHT.pkl]
-                   [--intrinsics fx,fy,cx,cy | --hfov DEG] [--device cpu|cuda] [--roi x1,y1,x2,y2,side]
+    hamer-ros infer PATH... --out DIR [--checkpoint hamer.ckpt [--mano MANO_RIGHT.pkl]]
+                   [--intrinsics fx,fy,cx,cy | --hfov DEG] [--device auto|cpu|cuda|cuda:N] [--roi x1,y1,x2,y2,side]
 
 Images, folders of images and videos in; per frame an overlay PNG, one OBJ per hand (camera
-optical frame, metres, outward-facing winding) and one `hands.json` for the whole run.
+optical frame, metres, outward-facing winding) and one line of `hands.jsonl`, written as soon as
+the frame is done. A user error never ends in a traceback: one line on stderr and exit status 2
+for a bad command line (checked before anything loads), 1 for weights that cannot be used or
+frames that failed (each reported and skipped; the others are kept), 130 when interrupted.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -22,8 +26,145 @@ import numpy as np
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 DEFAULT_HFOV = 60.0   # degrees: a typical webcam / RealSense colour camera
+RESULTS = "hands.jsonl"
+
+INFER_EXAMPLES = """examples:
+  hamer-ros infer photo.jpg --out out/                     joints only (MediaPipe), guessed camera
+  hamer-ros infer clips/ video.mp4 --out out/ --checkpoint _DATA/hamer_ckpts/checkpoints/hamer.ckpt \\
+      --intrinsics 615.2,615.4,320.1,241.7                 meshes, metric with the real camera
+  hamer-ros infer frame.png --out out/ --checkpoint hamer.ckpt --roi 100,120,260,300,right
+
+exit status: 0 all done; 1 weights unusable or some input failed (the rest is written); 2 bad
+command line; 130 interrupted (finished frames stay in hands.jsonl)."""
 
 
+class CliError(Exception):
+    """A user error found after parsing: printed as one line, exit status `code`."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+# ----------------------------------------------------------------------------- option types
+def intrinsics(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"'{text}': expected four numbers fx,fy,cx,cy in pixels, "
+                                         "e.g. 615.2,615.4,320.1,241.7")
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"'{text}': fx,fy,cx,cy must be finite numbers")
+    if values[0] <= 0 or values[1] <= 0:
+        raise argparse.ArgumentTypeError(f"'{text}': the focal lengths fx, fy must be positive (pixels)")
+    return values[0], values[1], values[2], values[3]
+
+
+def hfov(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value < 180.0:   # also refuses NaN
+        raise argparse.ArgumentTypeError(f"'{text}': expected degrees between 0 and 180 (exclusive), e.g. 60")
+    return value
+
+
+def device(text: str) -> str:
+    from .perception.pipeline import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def out_folder(text: str) -> Path:
+    p = Path(text).expanduser()
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is a file; give a folder (it is created if missing)")
+    return p
+
+
+def input_path(text: str) -> Path:
+    p = Path(text).expanduser()
+    if not p.exists():
+        raise argparse.ArgumentTypeError(f"no such file or folder: '{text}'")
+    if p.is_file() and p.suffix.lower() not in IMAGE_SUFFIXES | VIDEO_SUFFIXES:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a video "
+            f"({', '.join(sorted(VIDEO_SUFFIXES))})")
+    return p
+
+
+def checkpoint_file(text: str) -> Path:
+    from .weights import WEIGHTS_HINT
+
+    p = Path(text).expanduser()
+    if not p.is_file():
+        what = "is a folder, not the checkpoint file" if p.is_dir() else "not found"
+        raise argparse.ArgumentTypeError(f"'{text}' {what}. {WEIGHTS_HINT}")
+    return p
+
+
+def mano_file(text: str) -> Path:
+    from .model.mano import ManoModelError, resolve_mano_path
+
+    try:
+        return resolve_mano_path(text)
+    except ManoModelError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from 1 to 10")
+    return value
+
+
+def rescale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 1.0 <= value <= 4.0:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number from 1 to 4, e.g. 2.0")
+    return value
+
+
+def parse_roi(text: str) -> dict:
+    *box, side = text.split(",")
+    try:
+        numbers = [float(v) for v in box]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 4 or side not in ("left", "right") or not all(map(math.isfinite, numbers)):
+        raise argparse.ArgumentTypeError(f"'{text}': expected x1,y1,x2,y2,left|right in pixels, "
+                                         "e.g. 100,120,260,300,right")
+    if numbers[2] <= numbers[0] or numbers[3] <= numbers[1]:
+        raise argparse.ArgumentTypeError(f"'{text}': needs x2 > x1 and y2 > y1 (x1,y1 = top-left corner)")
+    return {"box": numbers, "side": side}
+
+
+# ----------------------------------------------------------------------------- inputs
 @dataclass
 class Frame:
     name: str          # unique stem for output files
@@ -32,64 +173,84 @@ class Frame:
     rgb: np.ndarray
 
 
-def _video_frames(path: Path) -> Iterator[Frame]:
+class InputError(Exception):
+    """An input that cannot be read: reported, counted, skipped."""
+
+
+def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(images, videos) from files and folders, in a stable order; other files in folders are ignored."""
+    images, videos = [], []
+    for p in paths:
+        for f in sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]:
+            suffix = f.suffix.lower()
+            if suffix in IMAGE_SUFFIXES:
+                images.append(f)
+            elif suffix in VIDEO_SUFFIXES:
+                videos.append(f)
+    return images, videos
+
+
+def image_frames(paths: list[Path], names: "UniqueNames") -> Iterator[Frame | InputError]:
+    for path in paths:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            yield InputError(f"{path}: cannot read it as an image (corrupt, or not really a "
+                             f"{path.suffix} file)")
+            continue
+        yield Frame(names(path.stem), str(path), 0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def video_frames(path: Path, names: "UniqueNames") -> Iterator[Frame | InputError]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise SystemExit(f"cannot open video {path}")
+        yield InputError(f"{path}: cannot open it as a video (corrupt, or a codec OpenCV lacks)")
+        return
+    stem = names(path.stem)
     try:
         i = 0
         while True:
             ok, bgr = cap.read()
             if not ok:
                 break
-            yield Frame(f"{path.stem}_{i:06d}", str(path), i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            yield Frame(f"{stem}_{i:06d}", str(path), i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             i += 1
     finally:
         cap.release()
 
 
-def _read_image(path: Path) -> Frame:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise SystemExit(f"cannot read image {path}")
-    return Frame(path.stem, str(path), 0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+class UniqueNames:
+    """a/x.jpg and b/x.png both write x_*: the second becomes x-2_*."""
+
+    def __init__(self) -> None:
+        self.used: set[str] = set()
+
+    def __call__(self, stem: str) -> str:
+        name, k = stem, 1
+        while name in self.used:
+            k += 1
+            name = f"{stem}-{k}"
+        self.used.add(name)
+        return name
 
 
-def collect_inputs(paths: list[str]) -> tuple[list[Path], list[Path]]:
-    """(images, videos) from files and folders, in a stable order."""
-    images, videos = [], []
-    for p in map(Path, paths):
-        if not p.exists():
-            raise SystemExit(f"no such file or folder: {p}")
-        files = sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            suffix = f.suffix.lower()
-            if suffix in IMAGE_SUFFIXES:
-                images.append(f)
-            elif suffix in VIDEO_SUFFIXES:
-                videos.append(f)
-            elif not p.is_dir():
-                raise SystemExit(f"{f}: not an image ({', '.join(sorted(IMAGE_SUFFIXES))}) or a video")
-    return images, videos
-
-
+# ----------------------------------------------------------------------------- outputs
 def camera_matrix(args: argparse.Namespace, width: int, height: int) -> np.ndarray:
     from .perception.camera import fov_camera
 
     if args.intrinsics:
-        fx, fy, cx, cy = (float(v) for v in args.intrinsics.split(","))
+        fx, fy, cx, cy = args.intrinsics
         return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
     return fov_camera(width, height, args.hfov)
 
 
 def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
-    lines = [f"# hamer_ros hand mesh: camera optical frame (x right, y down, z forward), metres"]
+    lines = ["# hamer_ros hand mesh: camera optical frame (x right, y down, z forward), metres"]
     lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in vertices]
     lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in faces]
     path.write_text("\n".join(lines) + "\n")
 
 
-def hand_record(hand, obj_name: str | None) -> dict:
+def hand_record(hand: Any, obj_name: str | None) -> dict:
     def arr(a):
         return None if a is None else np.round(np.asarray(a, dtype=np.float64), 6).tolist()
     return {"side": hand.side, "score": round(hand.score, 4), "track_id": hand.track_id,
@@ -102,86 +263,188 @@ def hand_record(hand, obj_name: str | None) -> dict:
             "mesh_obj": obj_name}
 
 
-def parse_roi(text: str) -> dict:
-    *box, side = text.split(",")
-    if len(box) != 4 or side not in ("left", "right"):
-        raise argparse.ArgumentTypeError(f"--roi {text!r}: expected x1,y1,x2,y2,left|right")
-    return {"box": [float(v) for v in box], "side": side}
+# ----------------------------------------------------------------------------- the run
+class StreamDetector:
+    """The pipeline's detector, started afresh for each input stream: in video mode MediaPipe
+    seeds a frame's search with the previous frame's hands, which must not carry over from one
+    video into the next. Images share one detector in image mode."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.current: Any = None
+
+    def start(self, video: bool) -> None:
+        from .perception.detect import make_detector
+
+        self.close()
+        if self.args.roi:
+            self.current = make_detector("fixed", rois=self.args.roi)
+            return
+        try:
+            self.current = make_detector("mediapipe", max_hands=self.args.max_hands, video_mode=video)
+        except (ImportError, RuntimeError) as e:
+            raise CliError(f"{e}; or give --checkpoint with --roi boxes instead of MediaPipe") from None
+
+    def __call__(self, image_rgb: np.ndarray) -> list:
+        return self.current(image_rgb)
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.close()
+            self.current = None
+
+
+def load_model(args: argparse.Namespace) -> Any:
+    """The HaMeR model, or None without --checkpoint; CliError when the given weights cannot be used."""
+    if not args.checkpoint:
+        return None
+    from .model import CheckpointError, HaMeR, ManoModelError
+
+    try:
+        return HaMeR.from_checkpoint(args.checkpoint, args.mano, device="cpu")
+    except (CheckpointError, ManoModelError, ValueError, OSError) as e:
+        raise CliError(f"cannot use the HaMeR weights: {e}") from None
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
+    if args.roi and not args.checkpoint:
+        raise CliError("--roi needs --checkpoint: fixed boxes give hands only through the HaMeR model "
+                       "(without one, leave out --roi: MediaPipe then gives joints)", code=2)
+    if args.mano and not args.checkpoint:
+        raise CliError("--mano needs --checkpoint: MANO alone gives no hands", code=2)
+    images, videos = collect_inputs(args.paths)
+    if not images and not videos:
+        raise CliError("no images or videos in " + " ".join(map(str, args.paths)), code=2)
+    out: Path = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"cannot create the output folder {out}: {e.strerror}", code=2) from None
+
+    cv2.setLogLevel(2)   # errors only: an unreadable file gets our one line, not also OpenCV's warning
+    detector = StreamDetector(args)
+    try:
+        return _infer(args, out, images, videos, detector)
+    finally:
+        detector.close()
+
+
+def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list[Path],
+           detector: StreamDetector) -> int:
     from tqdm import tqdm
 
     from .perception.overlay import draw_hands
     from .perception.pipeline import HandPipeline, PipelineConfig
 
-    images, videos = collect_inputs(args.paths)
-    if not images and not videos:
-        raise SystemExit("no images or videos found in " + " ".join(args.paths))
+    detector.start(video=False)             # fails here, before the model loads, without MediaPipe
+    cfg = PipelineConfig(device=args.device, precision=args.precision, backend=args.backend,
+                         max_hands=args.max_hands, rescale=args.rescale, tracking=False)
+    model = load_model(args)
+    try:
+        pipeline = HandPipeline(cfg, model=model, detector=detector)   # once, for every input
+    except (RuntimeError, ValueError, OSError) as e:   # e.g. out of device memory
+        raise CliError(f"cannot start the hand pipeline on {args.device}: {e}") from None
     if not args.intrinsics:
         print(f"note: no --intrinsics given; assuming a {args.hfov:g}° horizontal field of view. "
               "Depths scale with the focal length: pass the real fx,fy,cx,cy for metric hands.",
               file=sys.stderr)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = dict(checkpoint=args.checkpoint or "", mano=args.mano or "", device=args.device,
-               precision=args.precision, backend=args.backend, max_hands=args.max_hands, rescale=args.rescale,
-               detector="fixed" if args.roi else "mediapipe", rois=args.roi or [])
-    records = []
+    names = UniqueNames()
+    done = hands_total = failed = 0
 
-    def run(pipeline: HandPipeline, frames: Iterator[Frame], total: int | None, desc: str) -> None:
-        bar = tqdm(frames, total=total, desc=desc, unit="frame", disable=total is not None and total <= 1)
-        for frame in bar:
-            h, w = frame.rgb.shape[:2]
-            K = camera_matrix(args, w, h)
-            hands = pipeline(frame.rgb, K)
-            cv2.imwrite(str(out / f"{frame.name}_overlay.png"),
-                        cv2.cvtColor(draw_hands(frame.rgb, hands, K), cv2.COLOR_RGB2BGR))
-            hand_records = []
-            for k, hand in enumerate(hands):
-                obj = None
-                if hand.vertices is not None:
-                    obj = f"{frame.name}_{k}_{hand.side}.obj"
-                    write_obj(out / obj, hand.vertices, hand.faces)
-                hand_records.append(hand_record(hand, obj))
-            records.append({"source": frame.source, "frame": frame.index, "width": w, "height": h,
-                            "K": K.tolist(), "hands": hand_records})
+    def report(message: str) -> None:
+        nonlocal failed
+        failed += 1
+        tqdm.write(f"skipped {message}", file=sys.stderr)
 
-    if images:
-        pipeline = HandPipeline(PipelineConfig(**cfg, static_images=True, tracking=False))
-        run(pipeline, map(_read_image, images), len(images), "images")
-        pipeline.close()
-    for video in videos:
-        pipeline = HandPipeline(PipelineConfig(**cfg, static_images=False, tracking=True))
-        count = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) or None
-        run(pipeline, _video_frames(video), count, video.name)
-        pipeline.close()
-    (out / "hands.json").write_text(json.dumps({"frames": records}, indent=1))
-    n = sum(len(r["hands"]) for r in records)
-    print(f"{len(records)} frame(s), {n} hand(s) → {out}")
+    def run(items: Iterator[Frame | InputError], total: int | None, desc: str, results: Any) -> None:
+        nonlocal done, hands_total
+        bar = tqdm(items, total=total, desc=desc, unit="frame", disable=total is not None and total <= 1)
+        for item in bar:
+            if isinstance(item, InputError):
+                report(str(item))
+                continue
+            try:
+                record = infer_frame(item)
+            except Exception as e:   # one frame's failure must not cost the others
+                detail = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+                report(f"{item.source} (frame {item.index}): {type(e).__name__}: {detail}")
+                continue
+            results.write(json.dumps(record) + "\n")
+            results.flush()          # an interrupted run keeps every finished frame
+            done += 1
+            hands_total += len(record["hands"])
+
+    def infer_frame(frame: Frame) -> dict:
+        h, w = frame.rgb.shape[:2]
+        K = camera_matrix(args, w, h)
+        hands = pipeline(frame.rgb, K)
+        overlay = out / f"{frame.name}_overlay.png"
+        if not cv2.imwrite(str(overlay), cv2.cvtColor(draw_hands(frame.rgb, hands, K), cv2.COLOR_RGB2BGR)):
+            raise OSError(f"cannot write {overlay}")
+        records = []
+        for k, hand in enumerate(hands):
+            obj = None
+            if hand.vertices is not None:
+                obj = f"{frame.name}_{k}_{hand.side}.obj"
+                write_obj(out / obj, hand.vertices, hand.faces)
+            records.append(hand_record(hand, obj))
+        return {"source": frame.source, "frame": frame.index, "width": w, "height": h,
+                "K": K.tolist(), "hands": records}
+
+    with open(out / RESULTS, "w", encoding="utf-8") as results:
+        if images:
+            run(image_frames(images, names), len(images), "images", results)
+        for video in videos:
+            detector.start(video=True)
+            pipeline.reconfigure(tracking=True)
+            pipeline.reset_tracking()
+            count = int(cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT)) or None
+            run(video_frames(video, names), count, video.name, results)
+    summary = f"{done} frame(s), {hands_total} hand(s) → {out / RESULTS}"
+    if failed:
+        print(f"{summary}; {failed} input(s) failed and were skipped (see above)", file=sys.stderr)
+        return 1
+    print(summary)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="hamer-ros", description="HaMeR hands from images and videos")
+    ap = Parser(prog="hamer-ros", description="HaMeR hands from images and videos")
     sub = ap.add_subparsers(dest="command", required=True)
-    inf = sub.add_parser("infer", help="overlays, OBJ meshes and hands.json for images/folders/videos")
-    inf.add_argument("paths", nargs="+", help="images, folders of images, videos")
-    inf.add_argument("--out", required=True, help="output folder")
-    inf.add_argument("--checkpoint", help="HaMeR checkpoint (_DATA/hamer_ckpts/checkpoints/hamer.ckpt); "
-                     "without it: joints only from MediaPipe")
-    inf.add_argument("--mano", help="MANO_RIGHT.pkl or its folder")
+    inf = sub.add_parser(
+        "infer", help="overlays, OBJ meshes and hands.jsonl for images/folders/videos",
+        description="Per frame: <frame>_overlay.png (mesh and skeleton), <frame>_<k>_<side>.obj per hand "
+                    "(camera optical frame, metres) and one line of hands.jsonl, written as it finishes.",
+        epilog=INFER_EXAMPLES, formatter_class=HelpFormatter)
+    inf.add_argument("paths", nargs="+", type=input_path, metavar="PATH",
+                     help="images, folders of images and videos, e.g. photo.jpg clips/ video.mp4")
+    inf.add_argument("--out", required=True, type=out_folder,
+                     help="output folder, created if missing, e.g. out/")
+    inf.add_argument("--checkpoint", type=checkpoint_file,
+                     help="HaMeR checkpoint, e.g. _DATA/hamer_ckpts/checkpoints/hamer.ckpt (model_config.yaml "
+                          "one folder up); it holds MANO too. Without it: joints only, from MediaPipe")
+    inf.add_argument("--mano", type=mano_file,
+                     help="MANO_RIGHT.pkl or its folder, e.g. mano_v1_2/models/, used instead of the "
+                          "checkpoint's copy of MANO (optional; needs --checkpoint)")
     cam = inf.add_mutually_exclusive_group()
-    cam.add_argument("--intrinsics", help="fx,fy,cx,cy of the camera, pixels")
-    cam.add_argument("--hfov", type=float, default=DEFAULT_HFOV, help="horizontal field of view guess, degrees")
-    inf.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    inf.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    cam.add_argument("--intrinsics", type=intrinsics, metavar="FX,FY,CX,CY",
+                     help="the camera's focal lengths and principal point in pixels (CameraInfo K), "
+                          "e.g. 615.2,615.4,320.1,241.7. Default: a guess from --hfov")
+    cam.add_argument("--hfov", type=hfov, default=DEFAULT_HFOV, metavar="DEG",
+                     help="horizontal field of view guess in degrees when --intrinsics is not known, e.g. 69")
+    inf.add_argument("--device", type=device, default="auto",
+                     help="auto (cuda when available), cpu, cuda or cuda:N, e.g. cuda:0")
+    inf.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+                     help="network precision; fp16 on NVIDIA GPUs")
     inf.add_argument("--backend", default="eager", choices=("eager", "compile", "tensorrt", "onnx"),
                      help="inference engine; unavailable or inaccurate ones fall back to eager, logged")
-    inf.add_argument("--max-hands", type=int, default=4)
-    inf.add_argument("--rescale", type=float, default=2.0, help="crop padding factor (reference: 2.0)")
-    inf.add_argument("--roi", action="append", type=parse_roi,
-                     help="fixed hand box x1,y1,x2,y2,left|right instead of MediaPipe (repeatable)")
+    inf.add_argument("--max-hands", type=positive_int, default=4, metavar="N",
+                     help="most hands per frame, 1 to 10, e.g. 2")
+    inf.add_argument("--rescale", type=rescale, default=2.0,
+                     help="crop padding factor around the detected box, 1 to 4, e.g. 2.5 (the reference uses 2.0)")
+    inf.add_argument("--roi", action="append", type=parse_roi, metavar="X1,Y1,X2,Y2,SIDE",
+                     help="fixed hand box in pixels instead of MediaPipe, repeatable, needs --checkpoint, "
+                          "e.g. 100,120,260,300,right")
     inf.set_defaults(func=cmd_infer)
     from . import bench
     bench.add_parser(sub)
@@ -191,7 +454,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CliError as e:
+        print(f"hamer-ros {args.command}: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print(f"hamer-ros {args.command}: interrupted (finished frames are kept)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hamer_ros.examples import ensure_examples
 from hamer_ros.perception import HandPipeline, PipelineConfig, fov_camera
 from hamer_ros.testing import make_tiny_model, write_synthetic_mano
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hamer_examples" / "test1.jpg"
 # test1.jpg's two right hands, scaled to 1280×720
 ROIS = [{"box": [398, 209, 565, 419], "side": "right"}, {"box": [564, 371, 738, 545], "side": "right"}]
 
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--detector", default="mediapipe", choices=("mediapipe", "fixed"))
     ap.add_argument("--full", action="store_true", help="ViT-H instead of the tiny model (slow on a CPU)")
     args = ap.parse_args()
-    image = cv2.cvtColor(cv2.resize(cv2.imread(str(EXAMPLE)), (1280, 720)), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(cv2.resize(cv2.imread(str(ensure_examples() / "test1.jpg")), (1280, 720)), cv2.COLOR_BGR2RGB)
     K = fov_camera(1280, 720, 60.0)
     with tempfile.TemporaryDirectory() as d:
         mano = write_synthetic_mano(Path(d) / "MANO_RIGHT.pkl")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# colcon build of this package into <repo>/build and <repo>/install (plus the test-only tf2_msgs
+# colcon build --symlink-install of this package into <repo>/build and <repo>/install (plus the test-only tf2_msgs
 # stand-in when nothing else provides tf2_msgs). Two environments:
 #   - a sourced system ROS 2 (ROS_DISTRO set): its colcon and the system python3;
 #   - otherwise the PyPI wheels in <repo>/.venv (made by scripts/bootstrap.sh).
@@ -42,12 +42,20 @@ else
   rm -rf "$root/build/tf2_msgs" "$root/install/tf2_msgs"
 fi
 
+# --symlink-install: the installed Python files are links to this tree, so edited code runs without
+# a rebuild (a new file still needs one). A build made by copying cannot be switched in place
+# (colcon cannot replace its copied folders with links), so one without our marker starts afresh.
+marker="$root/build/.symlink-install"
+if [[ -d "$root/build" && ! -f "$marker" ]]; then
+  rm -rf "${root:?}/build" "${root:?}/install"
+fi
+
 out="$root/log/build_ros.out"
 mkdir -p "$root/log"
 # --base-paths lists the package roots themselves, so the crawl never walks .venv or the tree.
 if ! "${colcon[@]}" --log-base "$root/log" build \
     --base-paths "${paths[@]}" \
-    --build-base "$root/build" --install-base "$root/install" \
+    --build-base "$root/build" --install-base "$root/install" --symlink-install \
     --event-handlers console_direct- console_cohesion+ console_start_end- status- summary- \
       terminal_title- desktop_notification- \
     "$@" \
@@ -56,3 +64,4 @@ if ! "${colcon[@]}" --log-base "$root/log" build \
   tail -n 60 "$out" >&2
   exit 1
 fi
+touch "$marker"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, set up from nothing (idempotent):
-#   bash scripts/run.sh                  offline pipeline on the example images → out/
-#   bash scripts/run.sh infer PATH... --out DIR [--checkpoint … --mano … --intrinsics fx,fy,cx,cy]
+#   bash scripts/run.sh                  offline pipeline on the example photos → out/ (see hamer_ros/examples.py)
+#   bash scripts/run.sh infer PATH... --out DIR [--checkpoint … --intrinsics fx,fy,cx,cy]
 #   bash scripts/run.sh node [ROS args]  the ROS 2 node (ros2 launch when available)
 # HAMER_CHECKPOINT / HAMER_MANO, when set, give the weights to both.
 set -euo pipefail
@@ -31,8 +31,9 @@ case "${1:-demo}" in
     exec hamer-ros infer "${weights[@]}" "$@"
     ;;
   demo)
-    examples="$root/../shared/data/hamer_examples"
-    [[ -d "$examples" ]] || { echo "no example images at $examples: use 'bash scripts/run.sh infer PATH... --out DIR'" >&2; exit 2; }
+    # $HAMER_ROS_EXAMPLES, ../shared/data/hamer_examples, the user cache; else a checked download
+    # into the cache. Offline it prints one line saying what to do, and the exit status is 1.
+    examples=$(python -m hamer_ros.examples) || exit 1
     exec hamer-ros infer "$examples" --out "$root/out" "${weights[@]}"
     ;;
   *)

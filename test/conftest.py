@@ -1,10 +1,18 @@
-import os
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(os.environ.get("HAMER_ROS_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-EXAMPLES = SHARED / "data" / "hamer_examples"
+from hamer_ros.examples import find_examples, not_found_message
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def example_photos() -> Path:
+    """The reference project's example photos, by the demo's own look-up (never downloads)."""
+    found = find_examples()
+    if found is None:
+        pytest.skip(not_found_message())
+    return found
 
 
 @pytest.fixture(scope="session")
@@ -27,6 +35,4 @@ def tiny_checkpoint(tmp_path_factory, tiny_model) -> Path:
 
 @pytest.fixture
 def examples() -> Path:
-    if not EXAMPLES.is_dir():
-        pytest.skip(f"example images not found at {EXAMPLES} (set HAMER_ROS_SHARED)")
-    return EXAMPLES
+    return example_photos()

@@ -71,12 +71,11 @@ def raw(crops: HandCrops) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def frames():
-    from conftest import EXAMPLES
-    if not EXAMPLES.is_dir():
-        pytest.skip(f"example images not found at {EXAMPLES}")
+    from conftest import example_photos
+    examples = example_photos()
     out = {}
     for name in ("test1", "test4"):
-        bgr = cv2.imread(str(EXAMPLES / f"{name}.jpg"))
+        bgr = cv2.imread(str(examples / f"{name}.jpg"))
         out[name] = (bgr, np.ascontiguousarray(bgr[:, :, ::-1]))
     return out
 

@@ -1,6 +1,4 @@
-import os
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +6,6 @@ import pytest
 from hamer_ros.perception.detect import (FixedRoiDetector, HandDetector, MediaPipeHandDetector, make_detector,
                                        normalised_to_pixels)
 from hamer_ros.perception.track import iou_matrix
-
-EXAMPLES = Path(os.environ.get("HAMER_ROS_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "hamer_examples"
 
 
 # ---------------------------------------------------------------- fixed ROIs and the factory
@@ -74,9 +70,8 @@ def cv2():
 
 
 def load_rgb(cv2, name: str) -> np.ndarray:
-    path = EXAMPLES / name
-    if not path.is_file():
-        pytest.skip(f"example image not found at {path} (set HAMER_ROS_SHARED)")
+    from conftest import example_photos
+    path = example_photos() / name
     return np.ascontiguousarray(cv2.imread(str(path))[:, :, ::-1])
 
 

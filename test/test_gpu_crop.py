@@ -39,10 +39,8 @@ def scene() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def example() -> np.ndarray:
-    from conftest import EXAMPLES
-    if not EXAMPLES.is_dir():
-        pytest.skip(f"example images not found at {EXAMPLES}")
-    return np.ascontiguousarray(cv2.imread(str(EXAMPLES / "test1.jpg"))[:, :, ::-1])
+    from conftest import example_photos
+    return np.ascontiguousarray(cv2.imread(str(example_photos() / "test1.jpg"))[:, :, ::-1])
 
 
 SMALL = np.array([[100.0, 200, 180, 300],    # S 213 px

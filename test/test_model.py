@@ -11,7 +11,8 @@ from hamer_ros.model import (CheckpointError, HaMeR, HaMeRConfig, ManoLayer, Uns
 from hamer_ros.model.checkpoint import IGNORED_PREFIXES, to_our_key
 from hamer_ros.testing import synthetic_reference_state_dict, write_checkpoint
 
-TSV = Path(__file__).resolve().parents[2] / "shared" / "docs" / "hamer-state-dict.tsv"
+# The reference's state-dict listing (made by this project from the reference code; see its header).
+TSV = Path(__file__).resolve().parent / "data" / "hamer-state-dict.tsv"
 
 
 def crops(b: int, size: int = 256) -> torch.Tensor:
@@ -262,3 +263,50 @@ def test_full_size_vit_h_forward_on_cpu(mano_path):
 def test_empty_batch(tiny_model):
     out = tiny_model(torch.zeros(0, 3, 256, 256))
     assert out.vertices.shape == (0, 778, 3) and out.hand_pose.shape == (0, 15, 3, 3)
+
+
+def test_checkpoint_alone_gives_the_same_meshes_as_the_mano_file(tiny_checkpoint, mano_path):
+    """The official checkpoint holds MANO as smplx's buffers: without a MANO file the layer is
+    built from them, and must give exactly what MANO_RIGHT.pkl gives."""
+    from_pkl = HaMeR.from_checkpoint(tiny_checkpoint, mano_path, device="cpu")
+    alone = HaMeR.from_checkpoint(tiny_checkpoint, device="cpu")
+    for name, buf in from_pkl.mano.named_buffers():
+        assert torch.equal(getattr(alone.mano, name), buf), name
+    x = crops(3)
+    with torch.no_grad():
+        a, b = alone(x), from_pkl(x)
+    for name in a._fields:
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(alone.mano.faces, from_pkl.mano.faces)
+    empty = HaMeR.from_checkpoint(tiny_checkpoint, "", device="cpu")   # the node's and CLI's "not given"
+    assert torch.equal(empty.mano.posedirs, from_pkl.mano.posedirs)
+
+
+def test_checkpoint_without_usable_mano_copy_asks_for_the_file(tmp_path, tiny_model, mano_path):
+    from hamer_ros.model import ManoModelError
+
+    root = tmp_path / "c"
+    ckpt = write_checkpoint(root, tiny_model)
+    sd = synthetic_reference_state_dict(tiny_model)
+    del sd["mano.lbs_weights"]
+    sd["mano.shapedirs"] = sd["mano.shapedirs"][..., :5]
+    torch.save({"state_dict": sd}, ckpt)
+    with pytest.raises(ManoModelError) as e:
+        HaMeR.from_checkpoint(ckpt)
+    msg = str(e.value)
+    assert "lbs_weights missing" in msg and "shapedirs is (778, 3, 5)" in msg and "MANO_RIGHT.pkl" in msg
+    assert HaMeR.from_checkpoint(ckpt, mano_path).mano.lbs_weights.shape == (778, 16)   # the file still works
+
+
+def test_loading_spends_no_random_numbers_and_leaves_nothing_on_meta(tiny_checkpoint, tiny_model):
+    """The network is built on the meta device and takes the checkpoint's tensors: a random
+    initialisation on the CPU would advance the global generator."""
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    model = HaMeR.from_checkpoint(tiny_checkpoint)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    tensors = dict(model.named_parameters()) | dict(model.named_buffers())
+    assert all(t.device.type == "cpu" for t in tensors.values())
+    assert all(p.requires_grad for p in model.parameters())   # still Parameters, as built
+    for k, v in tiny_model.network_state_dict().items():
+        assert torch.equal(model.network_state_dict()[k], v), k

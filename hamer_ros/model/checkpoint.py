@@ -13,10 +13,8 @@ from pathlib import Path
 
 import torch
 
+from ..weights import WEIGHTS_HINT
 from .safe_pickle import RestrictedUnpickler, UnsafePickleError
-
-HOW_TO_GET = ("Download the HaMeR demo data (hamer_demo_data.tar.gz, see the HaMeR project's "
-              "fetch_demo_data.sh), extract it and pass _DATA/hamer_ckpts/checkpoints/hamer.ckpt.")
 
 
 class CheckpointError(RuntimeError):
@@ -50,14 +48,10 @@ _KEY_RULES = [
     ("mano_head.deccam.{p}", "head.dec_cam.{p}"),
     ("backbone.{rest}", "backbone.{rest}"),
 ]
-# Deliberately not loaded: the training-only discriminator and Lightning's flag. The checkpoint's
-# copy of MANO (`mano.*`) is not used either: MANO comes from the user's licensed file, and the
-# copy is only compared against it (see HaMeR.from_checkpoint).
+# Not network weights: the training-only discriminator, Lightning's flag, and the checkpoint's
+# copy of MANO (`mano.*`), which split_state_dict returns separately: it becomes the MANO layer
+# when no MANO file is given, and is only compared against the file otherwise (HaMeR.from_checkpoint).
 IGNORED_PREFIXES = ("discriminator.", "initialized", "mano.")
-# Reference MANO buffer → our ManoLayer buffer, for that comparison.
-MANO_BUFFERS = {"mano.v_template": "v_template", "mano.shapedirs": "shapedirs",
-                "mano.posedirs": "posedirs", "mano.J_regressor": "J_regressor",
-                "mano.lbs_weights": "lbs_weights", "mano.faces_tensor": "faces"}
 _FIELDS = {"i": r"(?P<i>\d+)", "p": r"(?P<p>weight|bias)", "rest": r"(?P<rest>.+)"}
 
 
@@ -108,7 +102,7 @@ def load_checkpoint_file(path: str | Path) -> dict:
     """The checkpoint's top-level dict, tensors on the CPU (memory-mapped where possible)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise CheckpointError(f"HaMeR checkpoint not found: looked for {p}. {HOW_TO_GET}")
+        raise CheckpointError(f"HaMeR checkpoint not found: looked for {p}. {WEIGHTS_HINT}")
     mod = _pickle_module()
     try:
         try:
@@ -120,20 +114,22 @@ def load_checkpoint_file(path: str | Path) -> dict:
     except UnsafePickleError as e:
         raise UnsafeCheckpointError(f"{p}: {e}") from e
     except Exception as e:  # torch raises many types for truncated or foreign files
+        first = " ".join(str(e).split()).split(". ")[0]   # torch adds whole paragraphs of advice
         raise CheckpointError(
-            f"{p} is not a readable PyTorch checkpoint ({type(e).__name__}: {e}); the download is "
-            f"probably truncated or corrupt. {HOW_TO_GET}") from e
+            f"{p} is not a readable PyTorch checkpoint ({type(e).__name__}: {first}): another kind of "
+            f"file, or a download that is truncated or corrupt. {WEIGHTS_HINT}") from e
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{p} does not contain a state dict (got {type(obj).__name__}).")
+        raise CheckpointError(f"{p} does not contain a state dict (got {type(obj).__name__}). {WEIGHTS_HINT}")
     return obj
 
 
 def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Reference state dict → (our network weights, the checkpoint's own mano.* copy)."""
+    """Reference state dict → (our network weights, the checkpoint's own MANO buffers without the
+    `mano.` prefix)."""
     ours, mano = {}, {}
     for key, value in sd.items():
         if key.startswith("mano."):
-            mano[key] = value
+            mano[key[len("mano."):]] = value
         new = to_our_key(key)
         if new is not None:
             ours[new] = value

@@ -58,7 +58,12 @@ class HaMeRConfig:
         MODEL.MANO_HEAD.TRANSFORMER_DECODER.dim are ours, used by small test models.
         """
         with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
+            try:
+                cfg = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path} is not a readable model config: {e}") from None
+        if not isinstance(cfg, dict):
+            raise ValueError(f"{path} is not a model config (a YAML mapping), got {type(cfg).__name__}")
         model = cfg.get("MODEL", {})
         backbone = model.get("BACKBONE", {})
         head = model.get("MANO_HEAD", {})

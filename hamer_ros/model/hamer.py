@@ -8,11 +8,10 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .checkpoint import (MANO_BUFFERS, CheckpointError, load_checkpoint_file, model_config_path,
-                         split_state_dict)
+from .checkpoint import CheckpointError, load_checkpoint_file, model_config_path, split_state_dict
 from .config import HaMeRConfig
 from .head import ManoHead
-from .mano import ManoLayer
+from .mano import BUFFER_SHAPES, ManoLayer
 from .rotation import rot6d_to_rotmat
 from .vit import ViT
 
@@ -76,17 +75,20 @@ class HaMeR(nn.Module):
         return HaMeROutput(vertices, joints, keypoints_2d, cam, global_orient, hand_pose, betas, cam_t)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, mano: str | Path, device: str | torch.device = "cpu",
+    def from_checkpoint(cls, checkpoint: str | Path, mano: str | Path | None = None,
+                        device: str | torch.device = "cpu",
                         config: HaMeRConfig | str | Path | None = None) -> "HaMeR":
-        """Load the official Lightning checkpoint and the user's MANO_RIGHT.pkl (or its folder).
+        """Load the official Lightning checkpoint; MANO from `mano` (MANO_RIGHT.pkl or its folder)
+        when given, else (None or "") from the checkpoint's own copy of MANO.
 
         The config is read from `<checkpoint dir>/../model_config.yaml` unless `config` is given
         (a HaMeRConfig or a YAML path). Backbone and head load strictly; the discriminator is
-        ignored; MANO comes from `mano` and the checkpoint's own MANO copy is only compared.
+        ignored; with a MANO file, the checkpoint's copy is only compared against it. The network
+        is built on the meta device and takes the checkpoint's tensors as they are: no random
+        initialisation of weights that would be overwritten at once.
         """
-        if not Path(checkpoint).expanduser().is_file():   # say so before the (slower) MANO read
-            load_checkpoint_file(checkpoint)
-        mano_layer = ManoLayer.from_file(mano)
+        raw = load_checkpoint_file(checkpoint)   # memory-mapped: cheap
+        mano_layer = ManoLayer.from_file(mano) if mano else None
         if config is None:
             cfg_path = model_config_path(checkpoint)
             if not cfg_path.is_file():
@@ -96,16 +98,20 @@ class HaMeR(nn.Module):
             config = HaMeRConfig.from_yaml(cfg_path)
         elif not isinstance(config, HaMeRConfig):
             config = HaMeRConfig.from_yaml(config)
-        model = cls(config, mano_layer)
-        raw = load_checkpoint_file(checkpoint)
         sd = raw.get("state_dict", raw)
         weights, ckpt_mano = split_state_dict(sd)
+        if mano_layer is None:
+            mano_layer = ManoLayer.from_buffers(ckpt_mano, source=str(checkpoint))
+        else:
+            _compare_mano(ckpt_mano, mano_layer)
+        with torch.device("meta"):
+            model = cls(config, mano_layer)   # mano_layer is already real: only the network is meta
         model.load_network_state_dict(weights, source=str(checkpoint))
-        _compare_mano(ckpt_mano, mano_layer)
         return model.to(device).eval()
 
     def load_network_state_dict(self, weights: dict[str, torch.Tensor], source: str = "state dict") -> None:
-        """Strict load of backbone + head, naming every missing or unexpected key and bad shape."""
+        """Strict load of backbone + head, naming every missing or unexpected key and bad shape.
+        The tensors are taken as they are (assign), so the network may be built on the meta device."""
         own = self.network_state_dict()
         missing = sorted(set(own) - set(weights))
         unexpected = sorted(set(weights) - set(own))
@@ -121,16 +127,17 @@ class HaMeR(nn.Module):
         for name in ("backbone", "head"):
             prefix = name + "."
             getattr(self, name).load_state_dict(
-                {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}, strict=True)
+                {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}, strict=True, assign=True)
 
 
 def _compare_mano(ckpt_mano: dict[str, torch.Tensor], mano: ManoLayer) -> None:
     """The reference lets the checkpoint's MANO copy overwrite the user's file; we use the user's
     file and only warn when the two disagree (e.g. a different MANO release was given)."""
-    for ref_key, ours in MANO_BUFFERS.items():
-        if ref_key not in ckpt_mano:
+    for key in BUFFER_SHAPES:
+        ours = "faces" if key == "faces_tensor" else key
+        if key not in ckpt_mano:
             continue
-        a, b = ckpt_mano[ref_key], getattr(mano, ours)
+        a, b = ckpt_mano[key], getattr(mano, ours)
         if a.shape != b.shape or not torch.allclose(a.to(b.dtype), b, atol=1e-6, rtol=0):
             diff = "shape differs" if a.shape != b.shape else f"max |Δ| = {(a.to(b.dtype) - b).abs().max():.3g}"
             log.warning("The checkpoint's copy of MANO %s differs from the MANO file (%s); using the "

@@ -1,9 +1,10 @@
-"""MANO right-hand model from the user's licensed `MANO_RIGHT.pkl`, without chumpy.
+"""MANO right-hand model from the checkpoint's own copy or the user's `MANO_RIGHT.pkl`, no chumpy.
 
-The official pickle holds chumpy objects (shapedirs) and a scipy sparse J_regressor; chumpy is
-unmaintained and breaks on current NumPy, so the file is read with a restricted unpickler that
-extracts plain arrays. Skinning is smplx's `lbs` with rotation matrices, exactly as the reference
-`MANOLayer` calls it (no PCA, no hands_mean).
+The official hamer.ckpt stores MANO as smplx's buffers (`mano.*`); `ManoLayer.from_buffers` builds
+the layer from them. The official pickle holds chumpy objects (shapedirs) and a scipy sparse
+J_regressor; chumpy is unmaintained and breaks on current NumPy, so the file is read with a
+restricted unpickler that extracts plain arrays. Skinning is smplx's `lbs` with rotation
+matrices, exactly as the reference `MANOLayer` calls it (no PCA, no hands_mean).
 """
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from smplx.lbs import lbs
 from smplx.vertex_ids import vertex_ids
 from torch import nn
 
+from ..weights import WEIGHTS_HINT
 from .safe_pickle import Foreign, RestrictedUnpickler, UnsafePickleError
 
-MANO_URL = "https://mano.is.tue.mpg.de"
-HOW_TO_GET = (f"Register at {MANO_URL}, download 'Models & Code' (mano_v1_2.zip) and pass "
-              "mano_v1_2/models/MANO_RIGHT.pkl (or its folder).")
+# Every MANO file error ends with this: the file is optional since the checkpoint holds MANO.
+HOW_TO_GET = f"Give no MANO file to use the checkpoint's own copy. {WEIGHTS_HINT}"
 
 NUM_VERTICES = 778
 NUM_FACES = 1538
@@ -32,6 +33,10 @@ FINGERTIP_VERTICES = tuple(vertex_ids["mano"][f] for f in ("thumb", "index", "mi
 # 16 kinematic joints + 5 fingertips (indices 16..20) → OpenPose hand order.
 OPENPOSE_ORDER = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
 REQUIRED_KEYS = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+# The checkpoint's MANO buffers (smplx's names) and the shapes HaMeR needs.
+BUFFER_SHAPES = {"v_template": (NUM_VERTICES, 3), "shapedirs": (NUM_VERTICES, 3, 10),
+                 "posedirs": (135, NUM_VERTICES * 3), "J_regressor": (16, NUM_VERTICES),
+                 "lbs_weights": (NUM_VERTICES, 16), "parents": (16,), "faces_tensor": (NUM_FACES, 3)}
 
 
 class ManoModelError(RuntimeError):
@@ -117,6 +122,24 @@ class ManoLayer(nn.Module):
     @classmethod
     def from_file(cls, path: str | Path) -> "ManoLayer":
         return cls(load_mano_arrays(path))
+
+    @classmethod
+    def from_buffers(cls, buffers: dict[str, torch.Tensor], source: str = "the checkpoint") -> "ManoLayer":
+        """From smplx's MANO buffers (names without the `mano.` prefix), as the official checkpoint
+        stores them: the same numbers `from_file` makes of MANO_RIGHT.pkl, posedirs already
+        flattened to 135 × 2334 and the root's parent already -1."""
+        problems = [f"{k} missing" if k not in buffers else f"{k} is {tuple(buffers[k].shape)}, not {shape}"
+                    for k, shape in BUFFER_SHAPES.items()
+                    if k not in buffers or tuple(buffers[k].shape) != shape]
+        if problems:
+            raise ManoModelError(f"{source} holds no usable copy of MANO ({'; '.join(problems)}): pass "
+                                 f"MANO_RIGHT.pkl (mano) instead. {WEIGHTS_HINT}")
+        arr = {k: buffers[k].detach().cpu().numpy() for k in BUFFER_SHAPES}
+        parents = arr["parents"].astype(np.int64)
+        return cls({"v_template": arr["v_template"], "shapedirs": arr["shapedirs"],
+                    "posedirs": arr["posedirs"].T.reshape(NUM_VERTICES, 3, -1),   # undo the flattening
+                    "J_regressor": arr["J_regressor"], "weights": arr["lbs_weights"],
+                    "kintree_table": np.stack([parents, np.arange(len(parents))]), "f": arr["faces_tensor"]})
 
     def forward(self, global_orient: torch.Tensor, hand_pose: torch.Tensor, betas: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

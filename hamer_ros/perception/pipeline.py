@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..weights import WEIGHTS_HINT
 from .camera import (crop_keypoints_to_image, crop_ray_rotations, fit_pose, mirror_points, mirror_rotations,
                      refine_translation, reprojection_error, weak_perspective_to_translation)
 from .crop import crop_hands
@@ -26,15 +27,13 @@ log = logging.getLogger(__name__)
 
 JOINTS_ONLY_HINT = (
     "No HaMeR checkpoint configured: publishing joints and wrist poses from MediaPipe's landmarks "
-    "only (no mesh). For meshes, download the HaMeR demo data (hamer_demo_data.tar.gz: "
-    "_DATA/hamer_ckpts/checkpoints/hamer.ckpt) and MANO_RIGHT.pkl (register at "
-    "https://mano.is.tue.mpg.de), then set `checkpoint` and `mano`.")
+    f"only (no mesh). For meshes, set `checkpoint`. {WEIGHTS_HINT}")
 
 
 @dataclass
 class PipelineConfig:
     checkpoint: str = ""            # official hamer.ckpt; empty = joints-only from the detector
-    mano: str = ""                  # MANO_RIGHT.pkl or its folder
+    mano: str = ""                  # MANO_RIGHT.pkl or its folder; empty = the checkpoint's own MANO
     device: str = "auto"            # auto | cpu | cuda | cuda:N
     precision: str = "fp32"         # fp32 | bf16 | fp16 (LayerNorm, attention and geometry stay fp32)
     backend: str = "eager"          # eager | compile | tensorrt | onnx (perception/engine.py)
@@ -63,12 +62,24 @@ RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "backen
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for auto, cpu, cuda, cuda:N or mps; ValueError saying why when it is not
+    one, or not available here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device '{name}': use auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device '{name}' requested but CUDA is not available to torch "
                          f"{torch.__version__}; use device cpu (or auto)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device '{name}' requested but torch sees {torch.cuda.device_count()} CUDA "
+                         f"device(s), numbered from 0")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device '{name}' requested but this torch has no Apple GPU (MPS); use device cpu")
     return device
 
 

@@ -38,6 +38,7 @@ from visualization_msgs.msg import MarkerArray
 from hamer_ros.msg import HandArray
 
 from ..perception.overlay import draw_hands
+from ..weights import WEIGHTS_HINT
 from .convert import (cdr_self_check, hand_transforms, hands_to_msg, image_cdr, image_msg,
                       marker_array_cdr, marker_array_msg, marker_specs)
 from .image import ImageConversionError, image_to_rgb
@@ -46,10 +47,7 @@ from .sync import (SYNC_POLICIES, CameraInfoSync, LatestMailbox, StampMonitor, T
 
 NODE_NAME = "hand_mesh_node"
 
-MODEL_HINT = ("To get meshes: download the HaMeR demo data (hamer_demo_data.tar.gz, which holds "
-              "_DATA/hamer_ckpts/checkpoints/hamer.ckpt and _DATA/hamer_ckpts/model_config.yaml) and "
-              "MANO_RIGHT.pkl (register at https://mano.is.tue.mpg.de, 'Models & Code'), then set "
-              "checkpoint:=<...>/hamer_ckpts/checkpoints/hamer.ckpt mano:=<...>/MANO_RIGHT.pkl")
+MODEL_HINT = f"To get meshes set checkpoint:=<...>/hamer_ckpts/checkpoints/hamer.ckpt. {WEIGHTS_HINT}"
 
 
 class StartupError(RuntimeError):
@@ -124,7 +122,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("checkpoint", "", "HaMeR checkpoint (.../hamer_ckpts/checkpoints/hamer.ckpt; "
               "model_config.yaml is read from the folder above checkpoints/). Empty: joints-only "
               "from MediaPipe's landmarks, no mesh.", read_only=True),
-    ParamSpec("mano", "", "MANO_RIGHT.pkl, or the folder that holds it (needed with checkpoint).",
+    ParamSpec("mano", "", "MANO_RIGHT.pkl, or the folder that holds it. Empty: MANO from the checkpoint's own copy.",
               read_only=True),
     ParamSpec("device", "auto", "Inference device: auto (cuda when available, else cpu), cpu, cuda, "
               "cuda:N.", read_only=True, check=_check_device),
