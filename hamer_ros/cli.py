@@ -140,6 +140,34 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _number(text: str, low: float, high: float, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"'{text}': expected {what}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, 0.0, 1000.0, "a number above 0, e.g. 0.5")
+    if value == 0.0:
+        raise argparse.ArgumentTypeError(f"'{text}': expected a number above 0, e.g. 0.5")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    return _number(text, 0.0, 1000.0, "a number from 0 to 1000, e.g. 0.1")
+
+
+def frame_count(text: str) -> int:
+    value = _number(text, 1, 100, "a whole number of frames from 1 to 100, e.g. 5")
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"'{text}': expected a whole number of frames from 1 to 100, e.g. 5")
+    return int(value)
+
+
 def rescale(text: str) -> float:
     try:
         value = float(text)
@@ -171,6 +199,7 @@ class Frame:
     source: str
     index: int         # frame number in a video, 0 for images
     rgb: np.ndarray
+    time: float | None = None   # s, a video frame's time (tracks and filters run on it); None for images
 
 
 class InputError(Exception):
@@ -206,13 +235,17 @@ def video_frames(path: Path, names: "UniqueNames") -> Iterator[Frame | InputErro
         yield InputError(f"{path}: cannot open it as a video (corrupt, or a codec OpenCV lacks)")
         return
     stem = names(path.stem)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     try:
         i = 0
         while True:
             ok, bgr = cap.read()
             if not ok:
                 break
-            yield Frame(f"{stem}_{i:06d}", str(path), i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            # the container's presentation time where it has one, else the frame rate's
+            ms = cap.get(cv2.CAP_PROP_POS_MSEC)
+            t = ms / 1000.0 if ms > 0 or i == 0 else i / fps
+            yield Frame(f"{stem}_{i:06d}", str(path), i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), t)
             i += 1
     finally:
         cap.release()
@@ -253,9 +286,10 @@ def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
 def hand_record(hand: Any, obj_name: str | None) -> dict:
     def arr(a):
         return None if a is None else np.round(np.asarray(a, dtype=np.float64), 6).tolist()
-    return {"side": hand.side, "score": round(hand.score, 4), "track_id": hand.track_id,
+    return {"side": hand.side, "score": round(hand.score, 4), "track_id": hand.track_id, "held": hand.held,
             "box_xyxy": arr(hand.box), "joints_m": arr(hand.joints), "keypoints_px": arr(hand.keypoints_2d),
             "wrist_position_m": arr(hand.wrist_position), "wrist_orientation": arr(hand.wrist_orientation),
+            "joints_local_m": arr(hand.joints_local),
             "reprojection_error_px": round(hand.reprojection_error, 3),
             "mano": None if hand.global_orient is None else {
                 "global_orient": arr(hand.global_orient), "hand_pose": arr(hand.hand_pose),
@@ -287,6 +321,10 @@ class StreamDetector:
 
     def __call__(self, image_rgb: np.ndarray) -> list:
         return self.current(image_rgb)
+
+    def reset(self) -> None:
+        if self.current is not None:
+            self.current.reset()
 
     def close(self) -> None:
         if self.current is not None:
@@ -338,7 +376,10 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
 
     detector.start(video=False)             # fails here, before the model loads, without MediaPipe
     cfg = PipelineConfig(device=args.device, precision=args.precision, backend=args.backend,
-                         max_hands=args.max_hands, rescale=args.rescale, tracking=False)
+                         max_hands=args.max_hands, rescale=args.rescale, tracking=False, filter=not args.no_filter,
+                         filter_min_cutoff=args.filter_min_cutoff, filter_beta=args.filter_beta,
+                         filter_d_cutoff=args.filter_d_cutoff, hold_time=args.hold_time,
+                         side_switch_frames=args.side_switch_frames)
     model = load_model(args)
     try:
         pipeline = HandPipeline(cfg, model=model, detector=detector)   # once, for every input
@@ -377,7 +418,7 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
     def infer_frame(frame: Frame) -> dict:
         h, w = frame.rgb.shape[:2]
         K = camera_matrix(args, w, h)
-        hands = pipeline(frame.rgb, K)
+        hands = pipeline(frame.rgb, K, stamp=frame.time)
         overlay = out / f"{frame.name}_overlay.png"
         if not cv2.imwrite(str(overlay), cv2.cvtColor(draw_hands(frame.rgb, hands, K), cv2.COLOR_RGB2BGR)):
             raise OSError(f"cannot write {overlay}")
@@ -388,7 +429,7 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
                 obj = f"{frame.name}_{k}_{hand.side}.obj"
                 write_obj(out / obj, hand.vertices, hand.faces)
             records.append(hand_record(hand, obj))
-        return {"source": frame.source, "frame": frame.index, "width": w, "height": h,
+        return {"source": frame.source, "frame": frame.index, "time_s": frame.time, "width": w, "height": h,
                 "K": K.tolist(), "hands": records}
 
     with open(out / RESULTS, "w", encoding="utf-8") as results:
@@ -445,6 +486,21 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--roi", action="append", type=parse_roi, metavar="X1,Y1,X2,Y2,SIDE",
                      help="fixed hand box in pixels instead of MediaPipe, repeatable, needs --checkpoint, "
                           "e.g. 100,120,260,300,right")
+    from .perception.pipeline import PipelineConfig as PIPELINE_DEFAULTS   # noqa: N811 (its field defaults)
+
+    vid = inf.add_argument_group("videos", "frames of a video are tracked (stable ids, sides voted over frames) "
+                                        "and smoothed on their timestamps; images are independent")
+    vid.add_argument("--no-filter", action="store_true", help="keep tracking, but do not smooth the hands, e.g. to see the raw per-frame output")
+    vid.add_argument("--filter-min-cutoff", type=positive_float, default=PIPELINE_DEFAULTS.filter_min_cutoff,
+                     metavar="HZ", help="One-Euro cutoff of a still hand (lower: steadier, laggier), e.g. 0.5")
+    vid.add_argument("--filter-beta", type=non_negative_float, default=PIPELINE_DEFAULTS.filter_beta,
+                     help="how fast the cutoff rises with speed, Hz per m/s (higher: less lag), e.g. 15")
+    vid.add_argument("--filter-d-cutoff", type=positive_float, default=PIPELINE_DEFAULTS.filter_d_cutoff,
+                     metavar="HZ", help="cutoff of the speed estimate, e.g. 1.0")
+    vid.add_argument("--hold-time", type=non_negative_float, default=PIPELINE_DEFAULTS.hold_time, metavar="S",
+                     help="seconds a tracked hand the detector misses is still written, flagged held; 0: never, e.g. 0.2")
+    vid.add_argument("--side-switch-frames", type=frame_count, default=PIPELINE_DEFAULTS.side_switch_frames,
+                     metavar="N", help="consecutive frames that disagree with a hand's side before it changes, e.g. 5")
     inf.set_defaults(func=cmd_infer)
     from . import bench
     bench.add_parser(sub)

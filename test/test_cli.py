@@ -105,8 +105,31 @@ def test_videos_and_folder_share_one_model_and_pipeline(tmp_path, tiny_checkpoin
     assert frames[2]["hands"][0]["track_id"] == frames[4]["hands"][0]["track_id"] >= 0
     assert frames[5]["hands"][0]["track_id"] == frames[7]["hands"][0]["track_id"] >= 0
     assert frames[0]["K"][0][2] == pytest.approx(160.0)   # no --intrinsics: centred field-of-view guess
+    # video frames carry their time (10 fps), images none; every hand its local joints and held flag
+    assert [f["time_s"] for f in frames[:5]] == [None, None, 0.0, pytest.approx(0.1), pytest.approx(0.2)]
+    hand = frames[3]["hands"][0]
+    assert hand["held"] is False and np.allclose(hand["joints_local_m"][0], 0.0)
     assert obj_counts(out / "clip_000000_0_left.obj") == (778, 1538)
     assert (out / "other_000002_overlay.png").is_file()
+
+
+def test_video_hands_are_filtered_on_the_frame_times(tmp_path, tiny_checkpoint):
+    """The same noisy still scene as a video: smoothed by default, raw with --no-filter."""
+    rng = np.random.default_rng(0)
+    video = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    base = rng.integers(60, 200, (240, 320, 3)).astype(np.float64)
+    for _ in range(20):
+        writer.write(np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8))
+    writer.release()
+    spread = {}
+    for name, extra in (("on", []), ("off", ["--no-filter"])):
+        out = tmp_path / name
+        assert main(["infer", str(video), "--out", str(out), "--checkpoint", str(tiny_checkpoint), "--roi", ROI,
+                     "--device", "cpu", *extra]) == 0
+        wrists = np.array([f["hands"][0]["wrist_position_m"] for f in results(out)][5:])
+        spread[name] = np.linalg.norm(wrists - wrists.mean(0), axis=1).mean()
+    assert spread["on"] < spread["off"] / 2, spread
 
 
 def test_a_broken_file_is_skipped_and_every_other_result_kept(tmp_path, tiny_checkpoint, capsys):
