@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""hand_mesh_node's own cost per frame, beyond the pipeline: image conversion, CameraInfo pairing,
-HandArray / TF / marker / debug-image building and publishing (real rclpy publishers, real DDS,
-with subscribers attached so markers and the debug image are built).
+"""hand_mesh_node's own cost per frame on the inference thread, beyond the pipeline: image
+conversion, CameraInfo pairing, HandArray / TF / marker building and publishing (real rclpy
+publishers, real DDS, with subscribers attached so markers are built). With a debug-image
+subscriber the inference thread only hands the frame to the debug-image thread (the last rows);
+the latency the robot sees with a viewer attached: scripts/bench_node_latency.py.
 
 In-process: the node runs with a stand-in pipeline that returns two hands with full meshes
 (778 vertices, 1538 faces) at once, so everything measured is node overhead.
@@ -49,6 +51,8 @@ class FakePipeline:
 
     has_mesh = True
     device = "cpu"
+    backend = "none (stand-in)"
+    engine = None
     model_error = ""
     tracker = None
 
@@ -64,6 +68,9 @@ class FakePipeline:
 
     def __call__(self, image, K, dist=None):
         return self.hands
+
+    def reset_tracking(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -122,17 +129,19 @@ def main() -> None:
             node = HandMeshNode(pipeline=FakePipeline(hands), context=ctx, namespace=ns,
                                 parameter_overrides=[Parameter("detector", value="fixed"),
                                                      Parameter("rois", value="[{box: [0, 0, 10, 10], side: right}]")])
+            node.start()
             sub = rclpy.create_node("bench_sub", context=ctx, namespace=ns)
             qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
             sub.create_subscription(HandArray, "hands", lambda m: None, qos)
             node._sync.add(_camera_info(width, height))
-            for setting in ("hands + TF", "+ markers", "+ markers + debug image"):
+            for setting in ("hands + TF", "+ markers", "+ markers + debug image (queued)"):
                 if setting == "+ markers":
                     sub.create_subscription(MarkerArray, "hands/markers", lambda m: None, qos)
-                    _wait(lambda: node._marker_pub.get_subscription_count() > 0)
-                if setting == "+ markers + debug image":
-                    sub.create_subscription(Image, "hands/debug_image", lambda m: None, qos)
-                    _wait(lambda: node._debug_pub.get_subscription_count() > 0)
+                    _wait(lambda: node._refresh_subscribers() or node._want_markers)
+                if setting == "+ markers + debug image (queued)":
+                    sub.create_subscription(Image, "hands/debug_image", lambda m: None,
+                                            QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+                    _wait(lambda: node._refresh_subscribers() or node._want_debug)
                 for encoding in ("rgb8", "bgr8"):
                     over, conv = [], []
                     for i in range(args.frames + 10):

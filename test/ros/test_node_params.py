@@ -1,5 +1,6 @@
 """hand_mesh_node's parameters: the declared table, config/hands.yaml, launch/hands.launch.py (read
-statically: `launch` is not installable here), rviz/hands.rviz, and the node's handling of invalid
+statically: `launch` is not on PyPI; it was run for real under launch 3.4.3 / launch_ros 0.26.6
+built from source, see the README), rviz/hands.rviz, and the node's handling of invalid
 values, at start-up and at run time (an in-process node; one subprocess for a fatal start)."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -79,7 +81,7 @@ def test_launch_file_sets_only_declared_parameters():
                       if isinstance(c, ast.Call) and _call_name(c) == "LaunchConfiguration" and c.args
                       and isinstance(c.args[0], ast.Constant)}
     assert {"image_topic", "camera_info_topic", "namespace", "params_file", "checkpoint", "mano", "device",
-            "rviz"} <= arguments
+            "rviz", "autostart"} <= arguments
     assert configurations <= arguments, f"undeclared launch arguments: {configurations - arguments}"
 
     # Parameter names: PARAMETER_ARGUMENTS (launch arguments forwarded as parameters) and the keys
@@ -99,8 +101,28 @@ def test_launch_file_sets_only_declared_parameters():
 
     source = LAUNCH.read_text()
     for needle in ('"hand_mesh_node"', '"hands.yaml"', '"hands.rviz"', '("image",', '("camera_info",',
-                   'get_package_share_directory("hamer_ros")', "IfCondition"):
+                   'get_package_share_directory("hamer_ros")', '"fastdds_large_images.xml"'):
         assert needle in source, needle
+    # the environment the node reads to name launch arguments in its hints
+    from hamer_ros.ros.node import PROFILE_ENV, PROFILE_FILE, STARTED_BY_ENV
+    constants = {t.id: ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 for t in n.targets if isinstance(t, ast.Name) and t.id in ("STARTED_BY_ENV", "PROFILE_ENV")}
+    assert constants == {"STARTED_BY_ENV": STARTED_BY_ENV, "PROFILE_ENV": PROFILE_ENV}
+    assert (ROOT / "config" / PROFILE_FILE).is_file()
+
+
+def test_launch_looks_up_rviz_before_starting_anything():
+    """A missing rviz2 must never leave a started node behind: the lookup happens in the function
+    that builds the actions, before any of them exists, and failing it only drops RViz."""
+    setup = next(f for f in ast.walk(_launch_tree()) if isinstance(f, ast.FunctionDef) and f.name == "_launch_setup")
+    calls = [c for c in ast.walk(setup) if isinstance(c, ast.Call)]
+    lookup = next(c for c in calls if _call_name(c) == "get_package_prefix" and c.args[0].value == "rviz2")
+    nodes = [c for c in calls if _call_name(c) == "Node"]
+    assert nodes and all(lookup.lineno < n.lineno for n in nodes)
+    handler = next(h for h in ast.walk(setup) if isinstance(h, ast.ExceptHandler))
+    assert getattr(handler.type, "id", "") == "PackageNotFoundError"
+    assert any(isinstance(c, ast.Call) and _call_name(c) == "LogInfo" for c in ast.walk(handler)), "RViz's absence is logged"
+    assert not any(isinstance(c, ast.Raise) for c in ast.walk(handler))
 
 
 def test_rviz_config():
@@ -109,6 +131,8 @@ def test_rviz_config():
     assert manager["Global Options"]["Fixed Frame"] == "camera_color_optical_frame"
     displays = {d["Class"]: d for d in manager["Displays"]}
     assert displays["rviz_default_plugins/Image"]["Topic"]["Value"] == "hands/debug_image"
+    # the node publishes it best effort: a reliable display would never match
+    assert displays["rviz_default_plugins/Image"]["Topic"]["Reliability Policy"] == "Best Effort"
     assert displays["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "hands/markers"
     assert "rviz_default_plugins/TF" in displays
     for d in manager["Displays"]:
@@ -131,9 +155,16 @@ def context():
 
 
 def _make(context, **params) -> HandMeshNode:
+    """An in-process node taken to active, as autostart does (StartupError when it cannot)."""
     overrides = [Parameter(k, value=v) for k, v in params.items()]
-    return HandMeshNode(context=context, parameter_overrides=overrides,
-                        namespace=f"/t{os.getpid()}/inproc")
+    node = HandMeshNode(context=context, parameter_overrides=overrides, namespace=f"/t{os.getpid()}/inproc")
+    try:
+        node.start()
+    except BaseException:
+        node.close()
+        node.destroy_node()
+        raise
+    return node
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +276,45 @@ def test_fatal_start_exits_1_without_traceback(tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode == 1, text
     assert "[FATAL]" in text and "detector 'fixed' needs rois" in text and "Traceback" not in text
+
+
+def test_cleanup_releases_the_model_and_configure_loads_it_again(context, tiny_checkpoint, mano_path):
+    """In-process, so the model object itself can be watched: after cleanup nothing holds it (its
+    CPU or GPU memory is free); a second configure builds a new one."""
+    import gc
+    import weakref
+
+    from rclpy.lifecycle import TransitionCallbackReturn as R
+    node = _make(context, checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu", detector="fixed",
+                 rois=ROIS)
+    try:
+        model = weakref.ref(node.pipeline.model)
+        threads = list(node._threads)
+        assert node.pipeline.has_mesh and all(t.is_alive() for t in threads)
+        assert node.trigger_deactivate() == R.SUCCESS
+        assert not any(t.is_alive() for t in threads), "deactivate returns before the threads have ended"
+        assert node.pipeline is not None and model() is not None          # inactive: still loaded
+        assert node.trigger_cleanup() == R.SUCCESS
+        gc.collect()
+        assert node.pipeline is None and model() is None, gc.get_referrers(model()) if model() else None
+        node.start()
+        assert node.pipeline.has_mesh and node.pipeline.model is not None
+    finally:
+        node.close()
+        node.destroy_node()
+
+
+def test_camera_rate_tells_lost_frames_from_the_stamps():
+    from hamer_ros.ros.node import MIN_INPUT_FRACTION, camera_rate
+    period = 10**9 // 30
+    every = [i * period for i in range(60)]
+    hz, fraction = camera_rate(every)
+    assert hz == pytest.approx(30, rel=0.01) and fraction == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    kept = [s for s in every if rng.random() < 0.35]              # most frames lost on the way
+    hz, fraction = camera_rate(kept)
+    assert hz == pytest.approx(30, rel=0.01) and fraction < MIN_INPUT_FRACTION
+    # a pause (camera stopped) and a restart going backwards are not losses
+    paused = every[:30] + [every[29] + 5 * 10**9 + i * period for i in range(30)] + [0, period, 2 * period]
+    assert camera_rate(paused)[1] == pytest.approx(1.0)
+    assert camera_rate(every[:8]) == (None, None)
