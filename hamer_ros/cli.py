@@ -2,6 +2,7 @@
 
     hamer-ros infer PATH... --out DIR [--checkpoint hamer.ckpt [--mano MANO_RIGHT.pkl]]
                    [--intrinsics fx,fy,cx,cy | --hfov DEG] [--device auto|cpu|cuda|cuda:N] [--roi x1,y1,x2,y2,side]
+                   [--depth [--depth-suffix _depth] [--depth-scale 0.001]]
 
 Images, folders of images and videos in; per frame an overlay PNG, one OBJ per hand (camera
 optical frame, metres, outward-facing winding) and one line of `hands.jsonl`, written as soon as
@@ -33,6 +34,8 @@ INFER_EXAMPLES = """examples:
   hamer-ros infer clips/ video.mp4 --out out/ --checkpoint _DATA/hamer_ckpts/checkpoints/hamer.ckpt \\
       --intrinsics 615.2,615.4,320.1,241.7                 meshes, metric with the real camera
   hamer-ros infer frame.png --out out/ --checkpoint hamer.ckpt --roi 100,120,260,300,right
+  hamer-ros infer rgbd/ --out out/ --depth --intrinsics 615.2,615.4,320.1,241.7
+                                                           RGB-D: rgbd/x.jpg with rgbd/x_depth.png (16-bit, mm)
 
 exit status: 0 all done; 1 weights unusable or some input failed (the rest is written); 2 bad
 command line; 130 interrupted (finished frames stay in hands.jsonl)."""
@@ -161,6 +164,12 @@ def non_negative_float(text: str) -> float:
     return _number(text, 0.0, 1000.0, "a number from 0 to 1000, e.g. 0.1")
 
 
+def depth_suffix(text: str) -> str:
+    if not text or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a file-name suffix, e.g. _depth")
+    return text
+
+
 def frame_count(text: str) -> int:
     value = _number(text, 1, 100, "a whole number of frames from 1 to 100, e.g. 5")
     if value != int(value):
@@ -200,18 +209,23 @@ class Frame:
     index: int         # frame number in a video, 0 for images
     rgb: np.ndarray
     time: float | None = None   # s, a video frame's time (tracks and filters run on it); None for images
+    depth: np.ndarray | None = None   # aligned depth, float metres (NaN: no measurement), with --depth
+    depth_source: str | None = None
 
 
 class InputError(Exception):
     """An input that cannot be read: reported, counted, skipped."""
 
 
-def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-    """(images, videos) from files and folders, in a stable order; other files in folders are ignored."""
+def collect_inputs(paths: list[Path], depth_suffix: str | None = None) -> tuple[list[Path], list[Path]]:
+    """(images, videos) from files and folders, in a stable order; other files in folders are
+    ignored, and so are depth images (stem ending in `depth_suffix`) when depth is paired."""
     images, videos = [], []
     for p in paths:
         for f in sorted(f for f in p.iterdir() if f.is_file()) if p.is_dir() else [p]:
             suffix = f.suffix.lower()
+            if depth_suffix and f.stem.endswith(depth_suffix) and p.is_dir():
+                continue
             if suffix in IMAGE_SUFFIXES:
                 images.append(f)
             elif suffix in VIDEO_SUFFIXES:
@@ -219,14 +233,48 @@ def collect_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     return images, videos
 
 
-def image_frames(paths: list[Path], names: "UniqueNames") -> Iterator[Frame | InputError]:
+def depth_path(image: Path, suffix: str) -> Path:
+    """The depth image paired with a colour image: x.jpg -> x<suffix>.png beside it."""
+    return image.with_name(image.stem + suffix + ".png")
+
+
+def read_depth(path: Path, scale: float, size: tuple[int, int]) -> np.ndarray:
+    """A single-channel depth image (16-bit PNG: raw units × scale = metres) as float metres;
+    InputError saying why it cannot be used."""
+    from .perception.depth import depth_to_metres
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; --depth needs a depth image beside every colour image "
+                         "(named by --depth-suffix)")
+    raw = cv2.imread(str(path), cv2.IMREAD_ANYDEPTH)
+    if raw is None or raw.ndim != 2:
+        raise InputError(f"{path}: cannot read it as a single-channel depth image (16-bit PNG)")
+    if raw.dtype == np.uint8:
+        raise InputError(f"{path}: an 8-bit image holds no metric depth; write the depth as a 16-bit PNG")
+    if raw.shape[::-1] != size:
+        raise InputError(f"{path}: depth is {raw.shape[1]}x{raw.shape[0]} but its colour image "
+                         f"{size[0]}x{size[1]}; use depth aligned to the colour camera")
+    return depth_to_metres(raw, scale)
+
+
+def image_frames(paths: list[Path], names: "UniqueNames", depth_suffix: str | None = None,
+                 depth_scale: float = 0.001) -> Iterator[Frame | InputError]:
     for path in paths:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
             yield InputError(f"{path}: cannot read it as an image (corrupt, or not really a "
                              f"{path.suffix} file)")
             continue
-        yield Frame(names(path.stem), str(path), 0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        frame = Frame(names(path.stem), str(path), 0, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        if depth_suffix is not None:
+            d = depth_path(path, depth_suffix)
+            try:
+                frame.depth = read_depth(d, depth_scale, (bgr.shape[1], bgr.shape[0]))
+            except InputError as e:
+                yield e
+                continue
+            frame.depth_source = str(d)
+        yield frame
 
 
 def video_frames(path: Path, names: "UniqueNames") -> Iterator[Frame | InputError]:
@@ -291,6 +339,8 @@ def hand_record(hand: Any, obj_name: str | None) -> dict:
             "wrist_position_m": arr(hand.wrist_position), "wrist_orientation": arr(hand.wrist_orientation),
             "joints_local_m": arr(hand.joints_local),
             "reprojection_error_px": round(hand.reprojection_error, 3),
+            "placement": hand.placement,
+            "depth_residual_m": None if not math.isfinite(hand.depth_residual) else round(hand.depth_residual, 6),
             "mano": None if hand.global_orient is None else {
                 "global_orient": arr(hand.global_orient), "hand_pose": arr(hand.hand_pose),
                 "betas": arr(hand.betas)},
@@ -350,9 +400,12 @@ def cmd_infer(args: argparse.Namespace) -> int:
                        "(without one, leave out --roi: MediaPipe then gives joints)", code=2)
     if args.mano and not args.checkpoint:
         raise CliError("--mano needs --checkpoint: MANO alone gives no hands", code=2)
-    images, videos = collect_inputs(args.paths)
+    images, videos = collect_inputs(args.paths, args.depth_suffix if args.depth else None)
     if not images and not videos:
         raise CliError("no images or videos in " + " ".join(map(str, args.paths)), code=2)
+    if args.depth and videos:
+        raise CliError(f"--depth pairs images only (x.jpg with x{args.depth_suffix}.png); "
+                       f"{videos[0]} is a video: export its frames as images", code=2)
     out: Path = args.out
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -418,7 +471,7 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
     def infer_frame(frame: Frame) -> dict:
         h, w = frame.rgb.shape[:2]
         K = camera_matrix(args, w, h)
-        hands = pipeline(frame.rgb, K, stamp=frame.time)
+        hands = pipeline(frame.rgb, K, stamp=frame.time, depth=frame.depth)
         overlay = out / f"{frame.name}_overlay.png"
         if not cv2.imwrite(str(overlay), cv2.cvtColor(draw_hands(frame.rgb, hands, K), cv2.COLOR_RGB2BGR)):
             raise OSError(f"cannot write {overlay}")
@@ -429,12 +482,13 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
                 obj = f"{frame.name}_{k}_{hand.side}.obj"
                 write_obj(out / obj, hand.vertices, hand.faces)
             records.append(hand_record(hand, obj))
-        return {"source": frame.source, "frame": frame.index, "time_s": frame.time, "width": w, "height": h,
-                "K": K.tolist(), "hands": records}
+        return {"source": frame.source, "frame": frame.index, "time_s": frame.time, "depth": frame.depth_source,
+                "width": w, "height": h, "K": K.tolist(), "hands": records}
 
     with open(out / RESULTS, "w", encoding="utf-8") as results:
         if images:
-            run(image_frames(images, names), len(images), "images", results)
+            run(image_frames(images, names, args.depth_suffix if args.depth else None, args.depth_scale),
+                len(images), "images", results)
         for video in videos:
             detector.start(video=True)
             pipeline.reconfigure(tracking=True)
@@ -486,6 +540,15 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--roi", action="append", type=parse_roi, metavar="X1,Y1,X2,Y2,SIDE",
                      help="fixed hand box in pixels instead of MediaPipe, repeatable, needs --checkpoint, "
                           "e.g. 100,120,260,300,right")
+    rgbd = inf.add_argument_group("depth", "hands anchored on an aligned depth image (RGB-D cameras): depth sets "
+                                           "their distance; each hand's placement says rgbd or rgb")
+    rgbd.add_argument("--depth", action="store_true",
+                      help="pair every image x.jpg with the depth image x<suffix>.png beside it (16-bit, "
+                           "aligned to the colour camera, same size); depth images in folders are not inputs")
+    rgbd.add_argument("--depth-suffix", default="_depth", metavar="SUFFIX", type=depth_suffix,
+                      help="the depth image's name is the colour image's stem plus this, e.g. _aligned_depth")
+    rgbd.add_argument("--depth-scale", type=positive_float, default=0.001, metavar="M",
+                      help="metres per depth unit: 0.001 for millimetres (RealSense, Azure Kinect), e.g. 0.0001")
     from .perception.pipeline import PipelineConfig as PIPELINE_DEFAULTS   # noqa: N811 (its field defaults)
 
     vid = inf.add_argument_group("videos", "frames of a video are tracked (stable ids, sides voted over frames) "

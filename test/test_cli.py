@@ -277,3 +277,41 @@ def test_without_mediapipe_the_joints_only_mode_says_how_to_install_it(tmp_path,
     assert code == 1 and len(err) == 1
     assert err[0].startswith("hamer-ros infer: error: ") and 'pip install "hamer_ros[mediapipe]"' in err[0]
     assert "--checkpoint with --roi" in err[0]
+
+
+def test_depth_pairs_anchor_hands_and_mismatches_are_reported(tmp_path, tiny_checkpoint, capsys):
+    """x.png + x_depth.png (16-bit mm): the hand is moved to the measured distance and says so;
+    a missing or wrong-size depth image fails its frame with one line; depth images in the
+    folder are not inputs themselves."""
+    folder = write_images(tmp_path / "rgbd", 3)
+    size = (240, 320)
+    cv2.imwrite(str(folder / "f0_depth.png"), np.full(size, 700, np.uint16))            # a wall at 0.7 m
+    cv2.imwrite(str(folder / "f1_depth.png"), np.full((120, 160), 700, np.uint16))      # not aligned
+    common = ["--checkpoint", tiny_checkpoint, "--roi", ROI, "--device", "cpu", "--intrinsics", "300,300,160,120"]
+    out = tmp_path / "out"
+    code, err = run(["infer", folder, "--out", out, "--depth", *common], capsys)
+    assert code == 1
+    (rec,) = results(out)
+    assert rec["source"] == str(folder / "f0.png") and rec["depth"] == str(folder / "f0_depth.png")
+    (hand,) = rec["hands"]
+    assert hand["placement"] == "rgbd" and 0 <= hand["depth_residual_m"] < 0.03
+    z = np.array([list(map(float, l.split()[1:])) for l in (out / hand["mesh_obj"]).read_text().splitlines()
+                  if l.startswith("v ")])[:, 2]
+    assert abs(np.median(z) - 0.7) < 0.03 and z.min() < 0.7 < z.max()   # the hand sits on the wall
+    assert err[0] == (f"skipped {folder / 'f1_depth.png'}: depth is 160x120 but its colour image 320x240; "
+                      "use depth aligned to the colour camera")
+    assert err[1].startswith(f"skipped {folder / 'f2_depth.png'}: no such file")
+    # without --depth the same image is placed from RGB alone, elsewhere
+    code, _ = run(["infer", folder / "f0.png", "--out", tmp_path / "rgb", *common], capsys)
+    (plain,) = results(tmp_path / "rgb")[0]["hands"]
+    assert code == 0 and plain["placement"] == "rgb" and plain["depth_residual_m"] is None
+    assert abs(plain["wrist_position_m"][2] - hand["wrist_position_m"][2]) > 0.05
+
+
+def test_depth_refuses_videos_up_front(tmp_path, capsys):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    writer.write(np.zeros((48, 64, 3), np.uint8))
+    writer.release()
+    code, err = run(["infer", video, "--out", tmp_path / "out", "--depth"], capsys)
+    assert code == 2 and len(err) == 1 and "--depth pairs images only" in err[0]

@@ -14,6 +14,7 @@ from ..weights import WEIGHTS_HINT
 from .camera import (crop_keypoints_to_image, crop_ray_rotations, fit_pose, mirror_points, mirror_rotations,
                      refine_translation, reprojection_error, weak_perspective_to_translation)
 from .crop import crop_hands
+from .depth import anchor_on_depth, front_faces, joint_surface_points
 from .detect import HandDetector, make_detector
 from .engine import make_engine, to_host
 from .gpu_crop import crop_hands_torch, upload_frame
@@ -193,9 +194,14 @@ class HandPipeline:
         self.detector.reset()
 
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None,
-                 stamp: float | None = None) -> list[Hand]:
+                 stamp: float | None = None, depth: np.ndarray | None = None) -> list[Hand]:
         """The hands of one frame. `stamp`: the image's time in seconds, for tracking and filtering;
-        None (independent images): nothing is filtered or held."""
+        None (independent images): nothing is filtered or held. `depth`: an aligned depth image
+        (float metres, NaN = no measurement, the image's size and K) to anchor the hands on."""
+        if depth is not None and np.shape(depth)[:2] != np.shape(image_rgb)[:2]:
+            raise ValueError(f"the depth image is {np.shape(depth)[1]}x{np.shape(depth)[0]} but the colour "
+                             f"image {np.shape(image_rgb)[1]}x{np.shape(image_rgb)[0]}: use a depth image "
+                             "aligned to the colour camera (e.g. RealSense aligned_depth_to_color)")
         times = StageTimes()
         t = time.perf_counter()
         if stamp is not None and self._last_stamp is not None and stamp < self._last_stamp:
@@ -212,6 +218,10 @@ class HandPipeline:
             hands = self._mesh_hands(image_rgb, detections, K, dist, times)
         else:
             hands = self._joint_hands(detections, K, dist, times)
+        if depth is not None and hands:
+            t = time.perf_counter()
+            _anchor_on_depth(hands, depth, K, dist)
+            times.extra["depth"] = _ms(t)
         if stamp is not None:
             t = time.perf_counter()
             if self.smoother is not None:
@@ -332,6 +342,26 @@ class HandPipeline:
                  for i, d in enumerate(dets)]
         times.camera = _ms(t)
         return hands
+
+
+def _anchor_on_depth(hands: list[Hand], depth: np.ndarray, K: np.ndarray, dist: np.ndarray | None) -> None:
+    """Move the hands that depth can place to their measured distance, in place; the others keep
+    their RGB placement."""
+    surfaces = [front_faces(h.vertices, h.faces) if h.vertices is not None else joint_surface_points(h.joints[None])[0]
+                for h in hands]
+    joints = np.stack([h.joints for h in hands])
+    keypoints = np.stack([h.keypoints_2d for h in hands])
+    anchor = anchor_on_depth(surfaces, joints, keypoints, depth, K, dist)
+    for i, h in enumerate(hands):
+        if not anchor.used[i]:
+            continue
+        s = anchor.shift[i]
+        h.joints = h.joints + s
+        h.wrist_position = h.joints[0]
+        if h.vertices is not None:
+            h.vertices = h.vertices + s
+        h.reprojection_error = float(reprojection_error(h.joints, np.zeros(3), h.keypoints_2d, K, dist=dist)[0])
+        h.placement, h.depth_residual = "rgbd", float(anchor.residual[i])
 
 
 def _rotate(points: np.ndarray, R: np.ndarray) -> np.ndarray:
