@@ -544,7 +544,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "their distance; each hand's placement says rgbd or rgb")
     rgbd.add_argument("--depth", action="store_true",
                       help="pair every image x.jpg with the depth image x<suffix>.png beside it (16-bit, "
-                           "aligned to the colour camera, same size); depth images in folders are not inputs")
+                           "aligned to the colour camera, same size), e.g. rgbd/x.jpg with rgbd/x_depth.png; depth "
+                           "images in folders are not inputs")
     rgbd.add_argument("--depth-suffix", default="_depth", metavar="SUFFIX", type=depth_suffix,
                       help="the depth image's name is the colour image's stem plus this, e.g. _aligned_depth")
     rgbd.add_argument("--depth-scale", type=positive_float, default=0.001, metavar="M",
