@@ -12,6 +12,7 @@ import contextlib
 import pickle
 import sys
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -234,3 +235,457 @@ def rotated_view(image: np.ndarray, K: np.ndarray, R: np.ndarray, keep_px: np.nd
     H = K2 @ R.T @ np.linalg.inv(K)
     h, w = image.shape[:2]
     return cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR), K2
+
+
+# Synthetic depth images for the RGB-D tests and scripts/bench_depth.py: hands rendered exactly
+# (thick skeletons or meshes, z-buffered, numpy only) and a stereo camera's faults added on top.
+# Pixel centres lie at integer (u, v), as in OpenCV's K; depth is the z coordinate, not ray length.
+_NEAR = 1e-3                  # m: nothing nearer than this to the camera plane is drawn
+_CHUNK = 1 << 16              # candidate pixels per vectorised pass: its temporaries stay in cache (2x faster)
+_CELL = 4                     # px, side of the cells in which capsules are found before per-pixel tests
+_HAND_BONES = np.array([(0 if k % 4 == 1 else k - 1, k) for k in range(1, 21)])
+# The palm's outline (wrist, 5, 9, 13, 17): its wrist edges are bones already, the rest are added.
+_PALM_EDGES = np.array([(5, 9), (9, 13), (13, 17)])
+_PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])
+
+
+def _box_pixels(lo: np.ndarray, hi: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every pixel centre inside each primitive's image box [lo, hi] ([P,2] px), clipped to the
+    image, as flat arrays (primitive index, u, v)."""
+    width, height = size
+    lo = np.where(np.isfinite(lo), lo, 0.0)
+    hi = np.where(np.isfinite(hi), hi, -1.0)
+    x0 = np.clip(np.ceil(lo[:, 0]), 0, width).astype(np.int64)
+    x1 = np.clip(np.floor(hi[:, 0]) + 1, 0, width).astype(np.int64)
+    y0 = np.clip(np.ceil(lo[:, 1]), 0, height).astype(np.int64)
+    y1 = np.clip(np.floor(hi[:, 1]) + 1, 0, height).astype(np.int64)
+    w, h = np.maximum(x1 - x0, 0), np.maximum(y1 - y0, 0)
+    idx, k = _expand(w * h)
+    return idx, x0[idx] + k % w[idx], y0[idx] + k // w[idx]
+
+
+def _expand(count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (i, j) for every i and j in 0..count[i]-1."""
+    owner = np.repeat(np.arange(len(count)), count)
+    return owner, np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count)
+
+
+def _chunks(count: np.ndarray) -> Iterator[np.ndarray]:
+    """Primitive indices in groups of about _CHUNK candidate pixels (a huge one goes alone)."""
+    group = np.cumsum(count) // _CHUNK
+    for g in np.unique(group):
+        yield np.flatnonzero(group == g)
+
+
+def _box_count(lo: np.ndarray, hi: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    span = np.clip(np.nan_to_num(hi - lo, nan=0.0), 0, max(size)) + 1
+    return (span[:, 0] * span[:, 1]).astype(np.int64)
+
+
+def _rays(k_inv: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the directions through pixel centres, scaled to z = 1 so that a ray's parameter
+    is its depth (k_inv: the inverse of a pinhole's K, last row 0 0 1)."""
+    return k_inv[0, 0] * u + k_inv[0, 1] * v + k_inv[0, 2], k_inv[1, 0] * u + k_inv[1, 1] * v + k_inv[1, 2]
+
+
+def _zbuffer(depth: np.ndarray, labels: np.ndarray, pix: np.ndarray, z: np.ndarray, label: np.ndarray) -> None:
+    """Keep, per pixel, the nearest of the buffer's and these hits (flat pixel index, depth, label)."""
+    z = z.astype(np.float32)
+    flat_depth, flat_labels = depth.reshape(-1), labels.reshape(-1)
+    np.minimum.at(flat_depth, pix, z)
+    won = z <= flat_depth[pix]
+    flat_labels[pix[won]] = label[won]
+
+
+def _new_buffers(size: tuple[int, int], background: float | None) -> tuple[np.ndarray, np.ndarray]:
+    width, height = size
+    # The wall starts in the buffer: what lies behind it is hidden, as by a real wall.
+    far = np.inf if background is None else background
+    return np.full((height, width), far, np.float32), np.full((height, width), -1, np.int16)
+
+
+def _finish(depth: np.ndarray) -> np.ndarray:
+    depth[np.isinf(depth)] = np.nan
+    return depth
+
+
+def _capsule_table(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per capsule a-b, the rows the ray test reads: a, e = b - a, e·e, a·e, a·a, b·b ([10,P])."""
+    e = b - a
+    dot = lambda p, q: np.einsum("ij,ij->i", p, q)    # noqa: E731
+    return np.concatenate([a.T, e.T, np.stack([dot(e, e), dot(a, e), dot(a, a), dot(b, b)])])
+
+
+def _gather(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """table[:, idx] with contiguous rows (numpy's own table[:, idx] strides them, ~10x slower to use)."""
+    return np.take(table, idx, axis=1)
+
+
+def _capsule_hits(dx: np.ndarray, dy: np.ndarray, cap: np.ndarray, r2: np.ndarray | float) -> np.ndarray:
+    """Depth where rays t·(dx, dy, 1) enter capsules (columns of _capsule_table, radius² r2); inf:
+    a miss. Exact: a capsule is a finite cylinder and two end spheres, and its entry is the first
+    of theirs (an entry through the cylinder's flat ends lies inside a sphere, never first)."""
+    ax, ay, az, ex, ey, ez, ee, ae, aa, bb = cap
+    dd = dx * dx + dy * dy + 1.0
+    da = dx * ax + dy * ay + az
+    de = dx * ex + dy * ey + ez
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.fmin(_sphere_entry(dd, da, aa - r2), _sphere_entry(dd, da + de, bb - r2))
+        # |t·d - a|² less its square along e equals r²: a quadratic in t, scaled by e·e.
+        qa = ee * dd - de * de
+        qb = ee * da - de * ae
+        disc = qb * qb - qa * (ee * (aa - r2) - ae * ae)
+        tc = (qb - np.sqrt(disc)) / qa
+        s = (tc * de - ae) / ee           # where along the bone the hit lies, 0..1 on it
+        body = (qa > 1e-12 * ee * dd) & (s >= 0) & (s <= 1) & (tc > _NEAR)
+    t = np.where(body, np.fmin(t, tc), t)
+    return np.where(np.isnan(t), np.inf, t)
+
+
+def _sphere_entry(dd: np.ndarray, dc: np.ndarray, cc_r2: np.ndarray) -> np.ndarray:
+    """Entry depth of rays t·d into spheres (d·d, d·centre, |centre|² - r²); NaN: a miss."""
+    t = (dc - np.sqrt(dc * dc - dd * cc_r2)) / dd
+    return np.where(t > _NEAR, t, np.nan)
+
+
+def _capsule_boxes(a: np.ndarray, b: np.ndarray, radius: float, K: np.ndarray,
+                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Image boxes [P,2] holding each capsule's projection: those of its 3D bounding box's corners
+    (the whole image when that box reaches the camera plane, where projection is unbounded)."""
+    lo3, hi3 = np.minimum(a, b) - radius, np.maximum(a, b) + radius
+    ends = np.stack([lo3, hi3])
+    corners = np.stack([np.stack([ends[i, :, 0], ends[j, :, 1], ends[k, :, 2]], -1)
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)], 1)
+    uvw = corners @ K.T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = uvw[..., :2] / uvw[..., 2:3]
+    lo, hi = uv.min(1), uv.max(1)
+    whole = lo3[:, 2] <= _NEAR
+    lo[whole], hi[whole] = 0.0, np.array(size, dtype=float) - 1
+    return lo, hi
+
+
+def _cells_hit(lo: np.ndarray, hi: np.ndarray, cap: np.ndarray, r_cell: np.ndarray, k_inv: np.ndarray,
+               size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(capsule, cell column, cell row) of the _CELL² pixel cells of each box that may see it: the
+    ray through the cell's centre enters the capsule widened to r_cell."""
+    cells = (-(-size[0] // _CELL), -(-size[1] // _CELL))
+    idx, cu, cv = _box_pixels(np.floor(np.ceil(lo) / _CELL), np.floor(np.floor(hi) / _CELL), cells)
+    centre = (_CELL - 1) / 2
+    dx, dy = _rays(k_inv, cu * _CELL + centre, cv * _CELL + centre)
+    hit = np.isfinite(_capsule_hits(dx, dy, _gather(cap, idx), r_cell[idx] ** 2))
+    return idx[hit], cu[hit], cv[hit]
+
+
+def _cell_pixels(idx: np.ndarray, cu: np.ndarray, cv: np.ndarray,
+                 size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels (primitive index, u, v) of the cells (primitive index, cell column, cell row)."""
+    k = np.arange(_CELL ** 2)
+    u = (cu[:, None] * _CELL + k % _CELL).ravel()
+    v = (cv[:, None] * _CELL + k // _CELL).ravel()
+    idx = np.repeat(idx, _CELL ** 2)
+    inside = (u < size[0]) & (v < size[1])
+    return idx[inside], u[inside], v[inside]
+
+
+def _draw_capsules(depth: np.ndarray, labels: np.ndarray, a: np.ndarray, b: np.ndarray, label: np.ndarray,
+                   radius: float, K: np.ndarray) -> None:
+    """Z-buffer capsules a-b. Most of a bone's image box misses it, so the boxes are first tested
+    per cell of _CELL² pixels, on capsules widened by what the cell's rays can stray at the
+    capsule's far end (two rays at depth z lie at most z·|K⁻¹·offset| apart), and only the
+    pixels of the cells that pass are tested exactly."""
+    size = (depth.shape[1], depth.shape[0])
+    k_inv = np.linalg.inv(K)
+    cap = _capsule_table(a, b)
+    stray = (_CELL - 1) / 2 * np.sqrt(2) * np.linalg.norm(k_inv[:2, :2], 2)
+    r_cell = radius + (np.maximum(a[:, 2], b[:, 2]) + radius) * stray
+    lo, hi = _capsule_boxes(a, b, radius, K, size)
+    cells = [_cells_hit(lo[p], hi[p], cap[:, p], r_cell[p], k_inv, size) + (p,)
+             for p in _chunks(_box_count(lo, hi, size) // _CELL ** 2)]
+    idx, u, v = _cell_pixels(np.concatenate([p[i] for i, _, _, p in cells]),
+                             np.concatenate([c[1] for c in cells]), np.concatenate([c[2] for c in cells]), size)
+    for s in range(0, len(idx), _CHUNK):
+        i, uu, vv = idx[s:s + _CHUNK], u[s:s + _CHUNK], v[s:s + _CHUNK]
+        z = _capsule_hits(*_rays(k_inv, uu, vv), _gather(cap, i), radius * radius)
+        hit = np.isfinite(z)
+        _zbuffer(depth, labels, (vv * size[0] + uu)[hit], z[hit], label[i][hit])
+
+
+def _draw_triangles(depth: np.ndarray, labels: np.ndarray, tri: np.ndarray, label: np.ndarray, K: np.ndarray) -> None:
+    """Z-buffer triangles [T,3,3] (camera frame, both sides) into depth/labels, row span by row
+    span. 1/z is affine in the image over a plane, so interpolating it gives each pixel centre the
+    plane's exact depth. Triangles reaching the camera plane are skipped rather than clipped."""
+    size = (depth.shape[1], depth.shape[0])
+    in_front = (tri[:, :, 2] > _NEAR).all(1)
+    uvw = tri[in_front] @ K.T
+    uv = uvw[..., :2] / uvw[..., 2:3]
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    seen = np.abs(area) > 1e-12          # edge-on triangles cover nothing (and have no slope)
+    uv, label = uv[seen], label[in_front][seen]
+    slope = _inverse_depth_slopes(uv, 1.0 / tri[in_front][seen][:, :, 2])
+    lo, hi = uv.min(1), uv.max(1)
+    for part in _chunks(_box_count(lo, hi, size)):
+        t, v, u0, n = _row_spans(uv[part], size)
+        # along a span 1/z grows by the slope in u per pixel
+        start = slope[part[t], 0] * (u0 - uv[part[t], 0, 0]) + slope[part[t], 1] * (v - uv[part[t], 0, 1]) \
+            + slope[part[t], 2]
+        span, k = _expand(n)
+        z = 1.0 / (start[span] + slope[part[t[span]], 0] * k)
+        _zbuffer(depth, labels, v[span] * size[0] + u0[span] + k, z, label[part[t[span]]])
+
+
+def _inverse_depth_slopes(uv: np.ndarray, inv_z: np.ndarray) -> np.ndarray:
+    """[T,3]: per triangle (with an area in the image), 1/z = a·(u - u0) + b·(v - v0) + 1/z0 over
+    its plane, as (a, b, 1/z0)."""
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    area = e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+    d1, d2 = inv_z[:, 1] - inv_z[:, 0], inv_z[:, 2] - inv_z[:, 0]
+    return np.stack([(d1 * e2[:, 1] - d2 * e1[:, 1]) / area, (d2 * e1[:, 0] - d1 * e2[:, 0]) / area, inv_z[:, 0]], -1)
+
+
+def _row_spans(uv: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per triangle [T,3,2] (px) and pixel row through it: (triangle, row, first column, number of
+    columns) of the pixel centres inside it, edges included."""
+    width, height = size
+    y = uv[..., 1]
+    top = np.clip(np.ceil(y.min(1)), 0, height).astype(np.int64)
+    bottom = np.clip(np.floor(y.max(1)) + 1, 0, height).astype(np.int64)
+    t, k = _expand(np.maximum(bottom - top, 0))
+    v = top[t] + k
+    left, right = np.full(len(v), np.inf), np.full(len(v), -np.inf)
+    for i, j in ((0, 1), (1, 2), (2, 0)):
+        # each edge from its upper end, so that the two triangles sharing it cut it at the same x
+        # (a pixel centre on it then belongs to both: no cracks)
+        p, q = uv[:, i], uv[:, j]
+        swap = (q[:, 1] < p[:, 1]) | ((q[:, 1] == p[:, 1]) & (q[:, 0] < p[:, 0]))
+        a, b = np.where(swap[:, None], q, p)[t], np.where(swap[:, None], p, q)[t]
+        dy = b[:, 1] - a[:, 1]
+        on = (v >= a[:, 1]) & (v <= b[:, 1]) & (dy > 0)
+        x = a[:, 0] + (v - a[:, 1]) * (b[:, 0] - a[:, 0]) / np.where(dy > 0, dy, 1.0)
+        left, right = np.where(on, np.minimum(left, x), left), np.where(on, np.maximum(right, x), right)
+    crossed = np.isfinite(left)
+    u0 = np.where(crossed, np.maximum(np.ceil(np.where(crossed, left, 0.0)), 0), 0).astype(np.int64)
+    u1 = np.where(crossed, np.minimum(np.floor(np.where(crossed, right, -1.0)), width - 1), -1).astype(np.int64)
+    return t, v, u0, np.maximum(u1 - u0 + 1, 0)
+
+
+def _palm_faces(joints: np.ndarray, radius: float) -> np.ndarray:
+    """[N,3,3,3]: the palm triangles moved by `radius` along their normals toward the camera. The
+    thick palm (triangles ⊕ ball) is that near face, the far face, the sides and the rims; a ray
+    from the camera meets the near face first, and the sides and rims lie inside the palm-edge
+    capsules and joint spheres, so the near face and the capsules draw it exactly."""
+    tri = joints[:, _PALM_TRIANGLES]
+    n = np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    n = n / np.maximum(norm, 1e-300) * (norm > 1e-12)      # degenerate: drawn flat, a zero-area triangle
+    toward = -np.sign(np.einsum("nkj,nkj->nk", n, tri[:, :, 0]))[..., None]
+    return tri + (radius * toward * n)[:, :, None, :]
+
+
+def render_skeleton_depth(joints_cam: np.ndarray, K: np.ndarray, size: tuple[int, int], radius: float = 0.009,
+                          background: float | None = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """True depth of "thick skeleton" hands: each bone (OpenPose order) a capsule of `radius`, and
+    the palm (wrist, 5, 9, 13, 17) a slab of the same thickness, z-buffered. The depth is the exact
+    entry of each pixel centre's ray into the surface (ray/capsule, ray/plane), as z.
+
+    joints_cam: [N,21,3] m, camera optical frame (x right, y down, z forward); size: (width, height);
+    background: a fronto-parallel wall at this depth, None: no measurement (NaN).
+    Returns (depth float32 [H,W] m, labels int16 [H,W]: -1 background, i hand index)."""
+    joints = np.asarray(joints_cam, dtype=np.float64).reshape(-1, 21, 3)
+    K = np.asarray(K, dtype=np.float64)
+    depth, labels = _new_buffers(size, background)
+    pairs = np.concatenate([_HAND_BONES, _PALM_EDGES])
+    a = joints[:, pairs[:, 0]].reshape(-1, 3)
+    b = joints[:, pairs[:, 1]].reshape(-1, 3)
+    label = np.repeat(np.arange(len(joints)), len(pairs)).astype(np.int16)
+    _draw_capsules(depth, labels, a, b, label, radius, K)
+    palm = _palm_faces(joints, radius)
+    hand = np.repeat(np.arange(len(joints)), palm.shape[1]).astype(np.int16)
+    _draw_triangles(depth, labels, palm.reshape(-1, 3, 3), hand, K)
+    return _finish(depth), labels
+
+
+def render_mesh_depth(vertices: np.ndarray | list[np.ndarray], faces: np.ndarray | list[np.ndarray], K: np.ndarray,
+                      size: tuple[int, int], background: float | None = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """True depth of triangle meshes (e.g. MANO, 778 vertices / 1538 faces per hand), z-buffered,
+    both sides of every face drawn, exact plane depth per pixel centre.
+
+    vertices: [N,V,3] m in the camera optical frame (or a list of [V_i,3]); faces: [F,3] shared by
+    all hands, or one array per hand; size: (width, height); background as render_skeleton_depth.
+    Returns (depth float32 [H,W] m, labels int16 [H,W]: -1 background, i hand index)."""
+    verts = [np.asarray(v, dtype=np.float64).reshape(-1, 3) for v in vertices]
+    per_hand = faces if isinstance(faces, (list, tuple)) else [faces] * len(verts)
+    if len(per_hand) != len(verts):
+        raise ValueError(f"{len(verts)} meshes but {len(per_hand)} face arrays")
+    tri = [v[np.asarray(f, dtype=np.int64)] for v, f in zip(verts, per_hand)]
+    label = np.concatenate([np.full(len(t), i, np.int16) for i, t in enumerate(tri)]) if tri else np.zeros(0, np.int16)
+    depth, labels = _new_buffers(size, background)
+    if tri:
+        _draw_triangles(depth, labels, np.concatenate(tri), label, np.asarray(K, dtype=np.float64))
+    return _finish(depth), labels
+
+
+def add_occluder(depth_true: np.ndarray, labels: np.ndarray, box_px: np.ndarray | tuple[float, float, float, float],
+                 z: float, disc: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A flat, fronto-parallel object at depth `z` (e.g. held in the hand) over the pixel centres
+    inside box (x0, y0, x1, y1) — or the ellipse inscribed in it with `disc` — wherever it is nearer
+    than the scene. Returns new (depth, labels), the object labelled -2."""
+    x0, y0, x1, y1 = (float(c) for c in box_px)
+    h, w = depth_true.shape
+    depth, out_labels = depth_true.astype(np.float32, copy=True), labels.astype(np.int16, copy=True)
+    cols = slice(max(int(np.ceil(x0)), 0), max(min(int(np.floor(x1)) + 1, w), 0))
+    rows = slice(max(int(np.ceil(y0)), 0), max(min(int(np.floor(y1)) + 1, h), 0))
+    v, u = np.mgrid[rows, cols]
+    cover = np.ones(u.shape, bool)
+    if disc:
+        cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, max((x1 - x0) / 2, 1e-9), max((y1 - y0) / 2, 1e-9)
+        cover = ((u - cx) / rx) ** 2 + ((v - cy) / ry) ** 2 <= 1.0
+    window, window_labels = depth[rows, cols], out_labels[rows, cols]
+    cover &= ~(window <= z)                  # NaN (no measurement) counts as far
+    window[cover] = z
+    window_labels[cover] = -2
+    return depth, out_labels
+
+
+@dataclass(frozen=True)
+class SensorModel:
+    """A RealSense-D435-like active stereo camera, its depth aligned (imperfectly) to colour.
+
+    Noise: σ(z) = sigma_at_1m·z², from stereo: σ_z = z²·σ_disparity/(f·b); for a D435 at 848x480
+    (f ≈ 447 px, baseline 50 mm, 0.08 px subpixel) σ_z ≈ 3.6 mm·z²: 0.3 mm at 0.3 m, 0.9 mm at
+    0.5 m, 3.6 mm at 1 m, 8.1 mm at 1.5 m; then quantised to the 16UC1 stream's 1 mm."""
+
+    sigma_at_1m: float = 0.0036          # m at 1 m, σ grows with z²
+    noise_correlation: float = 0.5       # share of the noise variance that is smooth over ~2 px (matching windows)
+    quantum: float = 0.001               # m, the depth unit of a 16UC1 stream; 0: none
+    edge_step: float = 0.03              # m, a larger jump between neighbouring pixels is a depth edge
+    edge_width: int = 1                  # px, matching fails within this distance of an edge ...
+    p_edge_hole: float = 0.35            # ... with this probability
+    p_flying: float = 0.25               # an edge pixel on a silhouette mixes foreground and background
+    dark_luma: float = 25.0              # 0-255: darker colour (IR-absorbing, textureless) surfaces ...
+    p_dark_hole: float = 0.6             # ... lose their depth with this probability
+    hole_ratio: float = 0.0              # extra holes: random blobs over this share of the image
+    hole_blob_px: float = 24.0           # typical size of those blobs
+    min_range: float = 0.1               # m, a D435's minimum depth at its lowest resolution
+    max_range: float = 6.0               # m
+    misregistration: tuple[int, int] = (2, 1)   # px (dx, dy): what truth has at (x, y) lands at (x+dx, y+dy)
+
+
+def _unit_noise(shape: tuple[int, int], rng: np.random.Generator, correlation: float) -> np.ndarray:
+    """Unit-variance Gaussian noise, `correlation` of its variance smooth over about 2 px."""
+    import cv2
+
+    h, w = shape
+    white = rng.standard_normal(shape, dtype=np.float32)
+    if correlation <= 0:
+        return white
+    gh, gw = h // 2 + 3, w // 2 + 3
+    coarse = rng.standard_normal((gh, gw), dtype=np.float32)
+    # A 2x bilinear upsampling weighs each pixel's four coarse samples by 0.75/0.25 per axis:
+    # the variance falls to 0.625², the same at every pixel (the margin keeps the border alike).
+    smooth = cv2.resize(coarse, (2 * gw, 2 * gh), interpolation=cv2.INTER_LINEAR)[2:2 + h, 2:2 + w] / 0.625
+    return cv2.addWeighted(white, np.sqrt(1.0 - correlation), smooth, np.sqrt(correlation), 0.0)
+
+
+def _blob_mask(shape: tuple[int, int], rng: np.random.Generator, ratio: float, blob_px: float) -> np.ndarray:
+    """Smooth random blobs covering about `ratio` of the image (a level set of smoothed noise)."""
+    import cv2
+
+    h, w = shape
+    if ratio <= 0:
+        return np.zeros(shape, bool)
+    if ratio >= 1:
+        return np.ones(shape, bool)
+    s = max(int(round(blob_px)), 1)
+    gh, gw = -(-h // s) + 3, -(-w // s) + 3
+    field = cv2.resize(rng.standard_normal((gh, gw), dtype=np.float32), (gw * s, gh * s),
+                       interpolation=cv2.INTER_CUBIC)[s:s + h, s:s + w]
+    # the level from a subsample: the share is then right to ~1 % at a fraction of the cost
+    return field < np.quantile(field[::3, ::3], ratio)
+
+
+def _edges(depth: np.ndarray, step: float, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pixels within `width` px of a depth jump > step, nearest and farthest measured depth there)."""
+    import cv2
+
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    far_fill = np.fmin(depth, np.float32(1e6))          # no return counts as far ...
+    near = cv2.erode(far_fill, kernel)
+    jump = cv2.dilate(far_fill, kernel) - near
+    far = cv2.dilate(np.fmax(depth, np.float32(0.0)), kernel)   # ... but has no depth to mix in
+    return jump > step, near, far
+
+
+def _silhouettes(labels: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within `width` px of a change of object."""
+    import cv2
+
+    kernel = np.ones((2 * width + 1, 2 * width + 1), np.uint8)
+    return cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)
+
+
+def _dark(image_rgb: np.ndarray, threshold: float) -> np.ndarray:
+    img = np.asarray(image_rgb, dtype=np.float32)
+    luma = img if img.ndim == 2 else img[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    return luma < threshold
+
+
+def _shifted(depth: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """out[y+dy, x+dx] = depth[y, x]; pixels nothing lands on have no measurement."""
+    h, w = depth.shape
+    out = np.full_like(depth, np.nan)
+    if abs(dx) < w and abs(dy) < h:
+        out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            depth[max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def _edge_faults(d: np.ndarray, rng: np.random.Generator, model: SensorModel,
+                 labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of (flying pixels, edge holes) and the flying pixels' depths written into d.
+    One draw per edge pixel decides: below p_flying it flies (where it can), in the next
+    p_edge_hole it is a hole, so no pixel is both. A flying pixel mixes the nearest and farthest
+    surface around it, as a stereo window straddling a silhouette does."""
+    band, near, far = _edges(d, model.edge_step, model.edge_width)
+    edge = np.flatnonzero(band)
+    u = rng.random(edge.size)
+    can_fly = far.flat[edge] - near.flat[edge] > model.edge_step
+    if labels is not None:
+        can_fly &= _silhouettes(np.asarray(labels, dtype=np.int16), model.edge_width).flat[edge]
+    flying = edge[(u < model.p_flying) & can_fly]
+    mix = rng.uniform(0.15, 0.85, flying.size).astype(np.float32)
+    d.flat[flying] = near.flat[flying] + mix * (far.flat[flying] - near.flat[flying])
+    return flying, edge[(u >= model.p_flying) & (u < model.p_flying + model.p_edge_hole)]
+
+
+def _add_noise(d: np.ndarray, rng: np.random.Generator, model: SensorModel) -> np.ndarray:
+    """Noise of σ = sigma_at_1m·z², then the stream's quantisation."""
+    if model.sigma_at_1m > 0:
+        noise = _unit_noise(d.shape, rng, model.noise_correlation)
+        noise *= np.float32(model.sigma_at_1m)
+        noise *= d
+        noise *= d
+        d = d + noise
+    if model.quantum > 0:
+        d = np.round(d / np.float32(model.quantum)) * np.float32(model.quantum)
+    return d
+
+
+def simulate_sensor(depth_true: np.ndarray, rng: np.random.Generator, model: SensorModel = SensorModel(),
+                    labels: np.ndarray | None = None, image_rgb: np.ndarray | None = None) -> np.ndarray:
+    """What a stereo depth camera (see SensorModel) reports for a true depth map (float32 m, NaN:
+    no measurement): flying pixels at silhouettes (where `labels` change, or at every depth edge
+    without labels), noise growing with z², 1 mm quantisation, holes at depth edges, in dark
+    regions of `image_rgb` (RGB or grey, aligned with depth_true), in random blobs and out of
+    range; the whole map then shifted by the misregistration. Returns float32 [H,W] m, NaN: a hole."""
+    d = np.asarray(depth_true, dtype=np.float32).copy()
+    _, edge_holes = _edge_faults(d, rng, model, labels)
+    d = _add_noise(d, rng, model)
+    d.flat[edge_holes] = np.nan
+    if image_rgb is not None:
+        d[_dark(image_rgb, model.dark_luma) & (rng.random(d.shape, dtype=np.float32) < model.p_dark_hole)] = np.nan
+    d[_blob_mask(d.shape, rng, model.hole_ratio, model.hole_blob_px)] = np.nan
+    with np.errstate(invalid="ignore"):
+        d[(d < model.min_range) | (d > model.max_range)] = np.nan
+    return _shifted(d, *model.misregistration)

@@ -4,6 +4,10 @@
         camera_info_topic:=/camera/color/camera_info \
         checkpoint:=/data/hamer_ckpts/checkpoints/hamer.ckpt mano:=/data/mano/MANO_RIGHT.pkl rviz:=true
 
+depth_topic:=/camera/aligned_depth_to_color/image_raw (a depth image aligned to the colour image)
+remaps the node's `depth` input to it and turns use_depth on; empty (the default) leaves both as
+the params file has them.
+
 Every node parameter lives in params_file (default: the installed config/hands.yaml);
 checkpoint, mano and device given here override it, and only when not empty, so a params file
 of your own keeps its values unless you pass these. autostart:=false leaves the node
@@ -55,6 +59,13 @@ def _launch_setup(context, *args, **kwargs):
         overrides["autostart"] = _flag(context, "autostart")
     profile = _profile_env(context, share)
     namespace = LaunchConfiguration("namespace")
+    remappings = [("image", LaunchConfiguration("image_topic")),
+                  ("camera_info", LaunchConfiguration("camera_info_topic"))]
+    depth_topic = LaunchConfiguration("depth_topic").perform(context).strip()
+    if depth_topic:
+        # naming a depth topic means wanting it used: one argument instead of two to keep in step
+        remappings.append(("depth", depth_topic))
+        overrides["use_depth"] = True
 
     actions = []
     rviz = None
@@ -74,8 +85,7 @@ def _launch_setup(context, *args, **kwargs):
         name="hand_mesh_node",
         namespace=namespace,
         parameters=[LaunchConfiguration("params_file"), overrides],
-        remappings=[("image", LaunchConfiguration("image_topic")),
-                    ("camera_info", LaunchConfiguration("camera_info_topic"))],
+        remappings=remappings,
         additional_env={STARTED_BY_ENV: "launch", **profile},
         output="screen",
         emulate_tty=True,
@@ -92,6 +102,10 @@ def generate_launch_description():
                               description="sensor_msgs/Image input (rgb8, bgr8, rgba8, bgra8 or mono8)"),
         DeclareLaunchArgument("camera_info_topic", default_value="/camera/color/camera_info",
                               description="sensor_msgs/CameraInfo of that image"),
+        DeclareLaunchArgument("depth_topic", default_value="",
+                              description="optional sensor_msgs/Image depth aligned to the colour image (16UC1 mm "
+                                          "or 32FC1 m, e.g. /camera/aligned_depth_to_color/image_raw): remapped "
+                                          "to depth, and use_depth set true. Empty: RGB only (as in params_file)"),
         DeclareLaunchArgument("namespace", default_value="",
                               description="namespace of the node (and of RViz): hands, hands/markers, ...; "
                                           "also the prefix of its TF frames unless tf_prefix is set"),

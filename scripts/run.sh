@@ -35,13 +35,15 @@ case "${1:-demo}" in
       case "$name" in
         image_topic) ros_args+=(-r "image:=$value") ;;
         camera_info_topic) ros_args+=(-r "camera_info:=$value") ;;
+        # as the launch file: a depth topic is remapped and turns use_depth on; empty changes nothing
+        depth_topic) if [[ -n "$value" ]]; then ros_args+=(-r "depth:=$value" -p use_depth:=true); fi ;;
         namespace) if [[ -n "$value" ]]; then ros_args+=(-r "__ns:=/${value#/}"); fi ;;
         params_file) params_file=$value ;;
         checkpoint|mano|device|autostart) if [[ -n "$value" ]]; then ros_args+=(-p "$name:=$value"); fi ;;
         rviz) if [[ "$value" == true ]]; then
                 echo "run.sh node: rviz:=true needs a system ROS 2 (ros2 launch, rviz2); starting the node alone" >&2
               fi ;;
-        *) echo "run.sh node: unknown argument '$name' (image_topic, camera_info_topic, namespace, params_file, checkpoint, mano, device, autostart, rviz)" >&2
+        *) echo "run.sh node: unknown argument '$name' (image_topic, camera_info_topic, depth_topic, namespace, params_file, checkpoint, mano, device, autostart, rviz)" >&2
            exit 2 ;;
       esac
     done

@@ -22,6 +22,7 @@ from .camera import _dist_or_none, _normalised_observations, project_points
 SKIN_DEPTH = 0.008        # m, a joint centre lies about a finger's radius behind the skin a camera sees
 MIN_SAMPLES = 8           # trusted samples needed to anchor a hand
 MIN_FRACTION = 0.25       # ... and this share of the samples that saw valid depth
+MAX_SAMPLES = 200         # more add nothing to a median and cost O(n²) in the clustering
 NEIGHBOURHOOD = 2         # px: a sample's depth must be smooth over (2·2+1)² pixels
 STEP = 0.015              # m, a larger depth step in that neighbourhood is an edge, not the hand
 CLUSTER = 0.012           # m, half-width of the offset cluster at 0 noise
@@ -154,7 +155,8 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
         uv = np.asarray(project_points(pts, k, d))
         z = float(np.median(pts[:, 2]))
         cell = max(2.0, 0.6 * CLUSTER * focal / z)     # about a finger's width in px
-        keep = _front_most(pts, uv, cell, CLUSTER)
+        keep = np.flatnonzero(_front_most(pts, uv, cell, CLUSTER))
+        keep = keep[::-(-len(keep) // MAX_SAMPLES)]
         pts, uv = pts[keep], uv[keep]
         measured, step = _sample(depth, uv)
         noise = NOISE_AT_1M * pts[:, 2] ** 2

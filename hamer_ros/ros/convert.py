@@ -144,6 +144,10 @@ def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
     o = m.wrist.orientation
     o.x, o.y, o.z, o.w = qx, qy, qz, qw
     m.reprojection_error = float(hand.reprojection_error)
+    on_depth = hand.placement == "rgbd"
+    m.placement = HandMsg.PLACEMENT_RGBD if on_depth else HandMsg.PLACEMENT_RGB
+    # NaN whenever not placed on depth, whatever the Hand holds: the field's documented meaning
+    m.depth_residual = float(hand.depth_residual) if on_depth else float("nan")
     has_mesh = hand.vertices is not None
     m.has_mesh = has_mesh
     if hand.global_orient is not None:

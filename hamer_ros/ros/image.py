@@ -1,4 +1,5 @@
-"""sensor_msgs/Image -> uint8 HxWx3 RGB numpy array, without cv_bridge.
+"""sensor_msgs/Image -> uint8 HxWx3 RGB numpy array (and a depth image -> float32 metres), without
+cv_bridge.
 
 cv_bridge is not available everywhere this package runs (it is not on PyPI), and the node only
 needs the five 8-bit encodings cameras publish for colour and grey images. The image's bytes are
@@ -8,6 +9,10 @@ reorder or drop channels, which OpenCV does in a single vectorised copy.
 
 Duck-typed on purpose: anything with `encoding`, `width`, `height`, `step` and `data` works (the
 unit tests use a plain namespace), so this module needs no ROS at import time.
+
+Depth images (`depth_image_to_metres`) are the two encodings REP-118 names for depth: 16UC1 in
+millimetres (RealSense, Azure Kinect, OAK-D) and 32FC1 in metres (most simulators, stereo_image_proc);
+mono16 is taken as 16UC1 because some drivers label their millimetre images that way.
 """
 from __future__ import annotations
 
@@ -90,3 +95,63 @@ def image_to_rgb(msg: Any) -> np.ndarray:
             "mono8": cv2.COLOR_GRAY2RGB}[key]
     src = pixels[:, :, 0] if channels == 1 else pixels
     return cv2.cvtColor(src, code)
+
+
+# depth encoding -> (dtype of one sample, metres per unit)
+DEPTH_ENCODINGS = {"16uc1": (np.uint16, 0.001), "mono16": (np.uint16, 0.001), "32fc1": (np.float32, 1.0)}
+SUPPORTED_DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+_DEPTH_TEXT = "16UC1 or mono16 (millimetres), 32FC1 (metres)"
+
+
+def _depth_encoding_fix(encoding: str) -> str:
+    """What an unsupported depth encoding usually means, and the fix at the source."""
+    e = encoding.lower()
+    if e in CHANNELS or e.startswith("bayer") or e in ("yuv422", "uyvy", "yuyv", "nv12", "nv21"):
+        return ("this is a colour image, not depth: remap depth:= to the depth image aligned to the colour "
+                "camera (e.g. /camera/aligned_depth_to_color/image_raw)")
+    if e in ("32fc2", "32fc3", "16uc3", "16uc4", "64fc1", "16sc1", "8uc1"):
+        return ("convert it to 16UC1 millimetres or 32FC1 metres first (e.g. depth_image_proc's "
+                "convert_metric node for 32FC1)")
+    return "publish the depth aligned to the colour camera as 16UC1 millimetres or 32FC1 metres"
+
+
+def depth_image_to_metres(msg: Any) -> np.ndarray:
+    """A float32 HxW array in metres for a depth Image message (see module docstring); NaN where the
+    camera measured nothing (0, NaN, inf, negative).
+
+    is_bigendian and row padding (`step`) are honoured. Raises ImageConversionError (keys
+    `depth_encoding:<enc>`, `depth_empty`, `depth_step`, `depth_data`) naming the problem and the
+    fix for any other encoding, an empty image, a too-small step or a short buffer.
+    """
+    from ..perception.depth import depth_to_metres
+
+    encoding = str(msg.encoding)
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    known = DEPTH_ENCODINGS.get(encoding.strip().lower())
+    if known is None:
+        raise ImageConversionError(
+            f"depth_encoding:{encoding}",
+            f"depth image encoding '{encoding}' is not supported (supported: {_DEPTH_TEXT}); "
+            f"{_depth_encoding_fix(encoding)}")
+    dtype, scale = known
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(
+            "depth_empty", f"empty depth image ({width}x{height} px, encoding {encoding}): width and height "
+            "must be > 0; the publisher sent an image without pixels")
+    itemsize = np.dtype(dtype).itemsize
+    row_bytes = width * itemsize
+    if step < row_bytes:
+        raise ImageConversionError(
+            "depth_step", f"depth image step {step} bytes is smaller than width x {itemsize} bytes = {width} x "
+            f"{itemsize} = {row_bytes} bytes ({encoding}); the publisher filled `step` wrongly")
+    size = len(msg.data)
+    need = step * (height - 1) + row_bytes     # the last row's padding may be left out
+    if size < need:
+        raise ImageConversionError(
+            "depth_data", f"depth image data holds {size} bytes but needs {need} ({width}x{height} {encoding}, "
+            f"step {step}); the message is truncated or its size fields are wrong")
+    order = ">" if int(getattr(msg, "is_bigendian", 0)) else "<"
+    # Strides walk over the row padding without a copy; depth_to_metres makes the one copy.
+    raw = np.ndarray((height, width), dtype=np.dtype(dtype).newbyteorder(order), buffer=msg.data,
+                     strides=(step, itemsize))
+    return depth_to_metres(raw, scale)

@@ -7,7 +7,8 @@ the threads) without unloading; cleanup releases the model and GPU memory. With 
 (default) main() takes the node to active by itself, so it runs like a plain node.
 
 Threads: the executor thread runs the callbacks, which only store things (the newest image into
-a one-slot mailbox, CameraInfos into CameraInfoSync) and run timers, services and transitions;
+a one-slot mailbox, CameraInfos into CameraInfoSync, depth images into DepthSync) and run timers,
+services and transitions;
 one inference thread converts, infers and publishes HandArray, TF and markers; one visualisation
 thread draws, scales, encodes and publishes the debug images, so a viewer never delays the
 robot's outputs. A frame that arrives while the model is busy replaces the waiting one and is
@@ -53,9 +54,9 @@ from ..perception.overlay import draw_hands
 from ..weights import WEIGHTS_HINT
 from .convert import (cdr_self_check, compressed_image_msg, hand_transforms, hands_to_msg, image_cdr,
                       image_msg, marker_array_cdr, marker_array_msg, marker_specs, scale_image)
-from .image import ImageConversionError, image_to_rgb
-from .sync import (SYNC_POLICIES, CameraInfoSync, LatestMailbox, StampMonitor, Throttle, format_stamp,
-                   intrinsics_from_camera_info, stamp_to_ns)
+from .image import ImageConversionError, depth_image_to_metres, image_to_rgb
+from .sync import (SYNC_POLICIES, CameraInfoSync, DepthFrame, DepthSync, LatestMailbox, Problem, StampMonitor,
+                   Throttle, format_stamp, intrinsics_from_camera_info, stamp_to_ns)
 
 NODE_NAME = "hand_mesh_node"
 
@@ -79,6 +80,10 @@ class ArgStyle:
 
     def remap(self, name: str, example: str) -> str:
         return f"{name}_topic:={example}" if self.launch else f"-r {name}:={example}"
+
+    def remap_hint(self, name: str, example: str) -> str:
+        """A clause that tells how to point the input `name` elsewhere, in the user's syntax."""
+        return f"set {self.remap(name, example)}" if self.launch else f"remap {name}:={example}"
 
     def param(self, name: str, value: str) -> str:
         return f"{name}:={value}" if self.launch else f"-p {name}:={value}"
@@ -229,6 +234,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(0.0, 86400.0)),
     ParamSpec("camera_info_wait", 0.1, "camera_info_sync exact: how long a frame may wait for its "
               "CameraInfo, seconds.", range=(0.0, 2.0)),
+    ParamSpec("use_depth", False, "Subscribe to `depth`, a depth image aligned to the colour image "
+              "(16UC1 millimetres or 32FC1 metres, e.g. RealSense aligned_depth_to_color), and anchor each "
+              "hand at its measured distance. Off: RGB only."),
+    ParamSpec("depth_tolerance", 0.02, "use_depth: the largest stamp difference between a colour image and "
+              "its depth image, seconds (0: the same stamp only); also the longest a frame waits after its "
+              "arrival for a depth image still on its way.", range=(0.0, 1.0)),
     ParamSpec("image_timeout", 5.0, "Warn when no image has arrived for this many seconds (naming "
               "whether the topic has a publisher).", range=(0.5, 86400.0)),
     ParamSpec("tf_prefix", "", "Prefix of the hand frames: <tf_prefix>left_hand/wrist, "
@@ -336,9 +347,17 @@ class _Stats:
     window_stages: dict[str, float] | None = None
     # stamps of recently received frames (arrival order), to tell the camera's rate from ours
     recent_stamps: list[int] | None = None
+    # use_depth: frames given their depth image, frames placed from RGB alone for want of one
+    with_depth: int = 0
+    depth_fallbacks: int = 0
+    hands_on_depth: int = 0
+    last_depth_problem: str = ""
+    window_with_depth: int = 0
+    window_depth_fallbacks: int = 0
 
     def reset_window(self) -> None:
         self.window_received = self.window_processed = self.window_skipped = 0
+        self.window_with_depth = self.window_depth_fallbacks = 0
         self.window_e2e_ms, self.window_overhead_ms, self.window_pipeline_ms = [], [], []
         self.window_wait_ms = []
         self.window_stages = {}
@@ -385,11 +404,13 @@ class HandMeshNode(LifecycleNode):
         self._configure_error = ""
         self._autostarting = False
         self.finalized = False
-        self._image_sub = self._info_sub = None
+        self._image_sub = self._info_sub = self._depth_sub = None
+        self._depth_sync: DepthSync | None = None
         self._pubs: list[Any] = []
         self._timers: list[Any] = []
         # what the per-frame path needs to know about the graph, refreshed by _check_graph
         self._info_has_publishers: bool | None = None
+        self._depth_has_publishers: bool | None = None
         self._want_markers = self._want_debug = self._want_compressed = False
         self._py_log_handler = _ForwardToRos(self._log)
         logging.getLogger("hamer_ros").addHandler(self._py_log_handler)
@@ -404,6 +425,7 @@ class HandMeshNode(LifecycleNode):
         self._prefix = frame_prefix(self._values["tf_prefix"], self.get_namespace())
         self._image_topic = self.resolve_topic_name("image")
         self._info_topic = self.resolve_topic_name("camera_info")
+        self._depth_topic = self.resolve_topic_name("depth")
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -440,7 +462,8 @@ class HandMeshNode(LifecycleNode):
             f"configured: image={self._image_topic} camera_info={self._info_topic} "
             f"detector={self._values['detector']} model={'mesh' if self._pipeline.has_mesh else 'joints-only'} "
             f"device={self._pipeline.device} backend={self._pipeline.backend} "
-            f"image QoS={self._values['qos_reliability']} camera_info_sync={self._values['camera_info_sync']}")
+            f"image QoS={self._values['qos_reliability']} camera_info_sync={self._values['camera_info_sync']} "
+            f"depth={self._depth_topic if self._values['use_depth'] else 'off'}")
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -506,6 +529,9 @@ class HandMeshNode(LifecycleNode):
 
         self._sync = CameraInfoSync(self._info_topic, values["camera_info_sync"], values["camera_info_timeout"],
                                     any_frame=values["camera_info_any_frame"])
+        self._depth_sync = DepthSync(
+            self._depth_topic, values["depth_tolerance"],
+            remap_hint=self._args.remap_hint("depth", "/camera/aligned_depth_to_color/image_raw"))
         self._stamps = StampMonitor()
         self._rectified = values["image_is_rectified"]
         self._cdr_problem = cdr_self_check()
@@ -612,6 +638,17 @@ class HandMeshNode(LifecycleNode):
         elif not want and self._image_sub is not None:
             self.destroy_subscription(self._image_sub)
             self._image_sub = None
+        want_depth = want and bool(self._values["use_depth"])
+        if want_depth and self._depth_sub is None:
+            self._depth_sub = self.create_subscription(
+                Image, "depth", self._on_depth, self._image_qos,
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=lambda e: self._on_incompatible_qos(self._depth_topic, self._image_qos, e)))
+        elif not want_depth and self._depth_sub is not None:
+            self.destroy_subscription(self._depth_sub)
+            self._depth_sub = None
+            if self._depth_sync is not None:
+                self._depth_sync.reset()     # images of a paused stream would only hold memory
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         changed = self._enabled != request.data
@@ -722,6 +759,10 @@ class HandMeshNode(LifecycleNode):
             sync.stale_after = changed["camera_info_timeout"]
         if sync is not None and "camera_info_any_frame" in changed:
             sync.any_frame = changed["camera_info_any_frame"]
+        if self._depth_sync is not None and "depth_tolerance" in changed:
+            self._depth_sync.tolerance = changed["depth_tolerance"]
+        if "use_depth" in changed:
+            self._update_image_subscription()
         pipe = {k: v for k, v in changed.items() if k in _PIPELINE_PARAMS}
         if "rois" in pipe and self._values["detector"] != "fixed":
             self._log.warning("rois changed, but detector is not 'fixed': no effect")
@@ -753,6 +794,12 @@ class HandMeshNode(LifecycleNode):
             return
         self._mailbox.notify()   # a frame may be waiting for exactly this one (exact policy)
 
+    def _on_depth(self, msg: Image) -> None:
+        h = msg.header
+        self._depth_sync.add(DepthFrame(stamp_to_ns(h.stamp), str(h.frame_id), int(msg.width), int(msg.height),
+                                        str(msg.encoding), msg))
+        self._mailbox.notify()   # a frame may be waiting for exactly this one
+
     def _on_incompatible_qos(self, topic: str, ours: QoSProfile, event: Any) -> None:
         policy = qos_policy_name_from_kind(event.last_policy_kind)
         try:
@@ -777,6 +824,8 @@ class HandMeshNode(LifecycleNode):
     def _check_graph(self) -> None:
         try:
             self._info_has_publishers = self.count_publishers(self._info_topic) > 0
+            if self._depth_sub is not None:
+                self._depth_has_publishers = self.count_publishers(self._depth_topic) > 0
             if self._info_sub is None and self._info_has_publishers:
                 # BEST_AVAILABLE policies adopt the publisher's: a latched (reliable,
                 # transient-local) CameraInfo published before this node started still arrives,
@@ -892,9 +941,17 @@ class HandMeshNode(LifecycleNode):
         if not match.usable:
             self._skip(next((p.text for p in match.problems if p.skip), "no CameraInfo"))
             return None
+        # Only with use_depth is `depth=` passed: an injected pipeline may not take it.
+        depth = (self._depth_for(header.frame_id, stamp_ns, width, height, received_mono)
+                 if self._values["use_depth"] else None)
         t1 = time.perf_counter()
-        hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D, stamp=stamp_ns * 1e-9)
+        hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D, stamp=stamp_ns * 1e-9,
+                               **({} if depth is None else {"depth": depth}))
         t2 = time.perf_counter()
+        if depth is not None:
+            on_depth = sum(getattr(h, "placement", "rgb") == "rgbd" for h in hands)
+            with self._stats_lock:
+                self._stats.hands_on_depth += on_depth
         self._publish(header, rgb, hands)
         if self._opts.publish_debug_image and (self._want_debug or self._want_compressed):
             # drawn, scaled, encoded and sent by the debug-image thread: never delays the above
@@ -905,6 +962,37 @@ class HandMeshNode(LifecycleNode):
                  "wait": max(0.0, (time.monotonic() - received_mono) * 1e3 - (t3 - t0) * 1e3)}
         self._record(header, times)
         return times
+
+    def _depth_for(self, frame_id: str, stamp_ns: int, width: int, height: int, received_mono: float) -> Any:
+        """The colour frame's depth image in metres, or None (RGB-only placement, with a throttled
+        warning naming the cause). A depth image still on its way is waited for, but never past
+        depth_tolerance after the colour frame arrived, nor once a newer colour frame waits."""
+        sync = self._depth_sync
+        if sync.may_still_come(stamp_ns, frame_id):
+            left = sync.tolerance - (time.monotonic() - received_mono)
+            if left > 0:
+                self._mailbox.wait(lambda: not sync.may_still_come(stamp_ns, frame_id), left)
+        match = sync.match(stamp_ns, frame_id, width, height, self._depth_has_publishers)
+        problem, depth = match.problem, None
+        if match.depth is not None:
+            try:
+                depth = depth_image_to_metres(match.depth.msg)
+            except ImageConversionError as e:
+                problem = Problem(f"{e.key}:{frame_id}", (
+                    f"unusable depth image on {sync.topic} (frame '{match.depth.frame_id}', stamp "
+                    f"{format_stamp(match.depth.stamp_ns)}): {e}; placing the hands from RGB alone"), False)
+        with self._stats_lock:
+            s = self._stats
+            if depth is None:
+                s.depth_fallbacks += 1
+                s.window_depth_fallbacks += 1
+                s.last_depth_problem = problem.text if problem is not None else ""
+            else:
+                s.with_depth += 1
+                s.window_with_depth += 1
+        if problem is not None:
+            self._warn(f"depth:{problem.key}", problem.text)
+        return depth
 
     def _publish(self, header: Header, rgb: Any, hands: list) -> None:
         o = self._opts
@@ -1000,6 +1088,9 @@ class HandMeshNode(LifecycleNode):
             win_recv, win_proc, win_skip = s.window_received, s.window_processed, s.window_skipped
             e2e, overhead, pipe, stages = s.window_e2e_ms, s.window_overhead_ms, s.window_pipeline_ms, s.window_stages
             wait = s.window_wait_ms
+            depth_counts = dict(with_depth=s.with_depth, fallbacks=s.depth_fallbacks, hands=s.hands_on_depth,
+                                last=s.last_depth_problem, window_with=s.window_with_depth,
+                                window_fallbacks=s.window_depth_fallbacks)
             recent = list(s.recent_stamps or [])
             errors_before = getattr(self, "_errors_at_last_diag", 0)
             self._errors_at_last_diag = s.errors
@@ -1010,6 +1101,7 @@ class HandMeshNode(LifecycleNode):
             return sum(xs) / len(xs) if xs else 0.0
 
         warnings, errors = [], []
+        use_depth = bool(self._values["use_depth"])
         camera_hz, input_fraction = camera_rate(recent)
         if self._model_error:
             errors.append(f"HaMeR model NOT loaded ({self._model_error}); running joints-only")
@@ -1028,6 +1120,8 @@ class HandMeshNode(LifecycleNode):
                 warnings.append(f"all frames skipped: {total['last_skip']}")
             elif self._info_sub is not None and self._sync.received and self._info_has_publishers is False:
                 warnings.append(f"CameraInfo publisher on {self._info_topic} is gone; using the last CameraInfo")
+            if use_depth and depth_counts["window_fallbacks"] and not depth_counts["window_with"]:
+                warnings.append(f"use_depth is on but no frame had its depth image: {depth_counts['last']}")
             if total["errors"] > errors_before:
                 warnings.append(f"{total['errors'] - errors_before} frame(s) failed: {total['last_skip']}")
         mode = "mesh" if p.has_mesh else ("joints-only (no HaMeR model)" if self._model_error
@@ -1066,6 +1160,12 @@ class HandMeshNode(LifecycleNode):
             ("model error", self._model_error),
             ("detector", self._values["detector"]),
             ("camera infos received", self._sync.received),
+            ("depth", self._depth_topic if use_depth else "off"),
+            ("depth images received", self._depth_sync.received if self._depth_sync is not None else 0),
+            ("frames with depth", depth_counts["with_depth"]),
+            ("frames without depth (fallback)", depth_counts["fallbacks"]),
+            ("hands placed on depth", depth_counts["hands"]),
+            ("last depth fallback reason", depth_counts["last"]),
             ("tf prefix", self._prefix),
         ]
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: hand mesh",

@@ -242,6 +242,119 @@ class CameraInfoSync:
         return Match(info, problems)
 
 
+@dataclass(frozen=True)
+class DepthFrame:
+    """One received depth image, kept as the message: it is converted (`ros/image.py`) by the
+    inference thread, and only when a colour frame uses it."""
+
+    stamp_ns: int
+    frame_id: str
+    width: int
+    height: int
+    encoding: str
+    msg: Any
+
+
+@dataclass
+class DepthMatch:
+    depth: DepthFrame | None
+    problem: Problem | None = None    # why there is no depth for the frame (never skips it)
+    offset_ns: int = 0                # depth stamp - colour stamp of the match
+
+
+class DepthSync:
+    """Pairs a colour frame with the aligned depth image of its stamp: the exact stamp, else the
+    nearest within `tolerance` seconds, from the last `buffer` depth images of each frame_id.
+
+    An aligned depth image (RealSense aligned_depth_to_color and the like) carries the colour
+    image's frame_id and size; one of another frame or size is not aligned to this image, so it
+    is never used, and the frame is placed from RGB alone with a Problem naming both (never
+    `skip`: depth only improves a placement RGB already gives). Problems are keyed by cause and
+    colour frame, for throttling. Thread-safe: `add` runs on the executor thread, `match` on the
+    inference thread.
+    """
+
+    def __init__(self, topic: str = "depth", tolerance: float = 0.02, buffer: int = 10, max_frames: int = 8,
+                 remap_hint: str = "remap depth:=<camera>/aligned_depth_to_color/image_raw") -> None:
+        self.topic = topic
+        self.tolerance = tolerance
+        self.remap_hint = remap_hint
+        self._buffer = buffer
+        self._max_frames = max_frames
+        # frame_id -> its newest depth images; insertion order = least recently fed first
+        self._frames: dict[str, deque[DepthFrame]] = {}
+        self._last: DepthFrame | None = None
+        self._lock = threading.Lock()
+        self.received = 0
+
+    def add(self, depth: DepthFrame) -> None:
+        with self._lock:
+            self.received += 1
+            self._last = depth
+            recent = self._frames.pop(depth.frame_id, None)
+            if recent is None:
+                recent = deque(maxlen=self._buffer)
+                # a publisher that changes frame_id per message must not grow this without bound
+                while len(self._frames) >= self._max_frames:
+                    del self._frames[next(iter(self._frames))]
+            recent.append(depth)
+            self._frames[depth.frame_id] = recent
+
+    def reset(self) -> None:
+        with self._lock:
+            self._frames.clear()
+            self._last = None
+
+    def may_still_come(self, stamp_ns: int, frame_id: str) -> bool:
+        """Whether a depth image of this stamp may still be on its way: images of this frame are
+        arriving, but none at or after the stamp yet (depth arrives in stamp order)."""
+        with self._lock:
+            recent = self._frames.get(frame_id)
+            return bool(recent) and recent[-1].stamp_ns < stamp_ns and not any(
+                d.stamp_ns == stamp_ns for d in recent)
+
+    def match(self, stamp_ns: int, frame_id: str, width: int, height: int,
+              topic_has_publishers: bool | None = None) -> DepthMatch:
+        tolerance_ns = int(round(max(0.0, self.tolerance) * 1e9))
+        with self._lock:
+            recent = list(self._frames.get(frame_id, ()))
+            others = {f: [d.stamp_ns for d in q] for f, q in self._frames.items() if f != frame_id}
+            last = self._last
+        rgb_only = "placing the hands from RGB alone"
+        if last is None:
+            hint = "" if topic_has_publishers is None else (
+                " (the topic has no publisher)" if not topic_has_publishers else " (the topic has a publisher)")
+            return DepthMatch(None, Problem("depth_none", (
+                f"no depth image on {self.topic} yet{hint}; {rgb_only}. Is the depth camera streaming? Else "
+                f"{self.remap_hint} (a depth image aligned to the colour image)"), False))
+        best = min(recent, key=lambda d: abs(d.stamp_ns - stamp_ns), default=None)
+        offset = best.stamp_ns - stamp_ns if best is not None else 0
+        if best is None or abs(offset) > tolerance_ns:
+            # A depth image of another frame at this time is the likelier cause than a late one.
+            in_time = [f for f, stamps in others.items() if any(abs(t - stamp_ns) <= tolerance_ns for t in stamps)]
+            if best is None or in_time:
+                named = in_time or list(others)
+                return DepthMatch(None, Problem(f"depth_frame:{frame_id}", (
+                    f"no depth image on {self.topic} for the colour image's frame '{frame_id}' (depth images "
+                    f"{'of this time ' if in_time else ''}are of frame {', '.join(repr(f) for f in named)}); "
+                    f"{rgb_only}. A depth image of another frame is not aligned to this one: use the depth stream "
+                    "aligned to the colour camera (its frame_id is the colour optical frame; e.g. RealSense "
+                    f"align_depth.enable:=true): {self.remap_hint}"), False))
+            side = "after" if offset > 0 else "before"
+            return DepthMatch(None, Problem(f"depth_stamp:{frame_id}", (
+                f"no depth image on {self.topic} of frame '{frame_id}' within depth_tolerance "
+                f"({self.tolerance * 1e3:g} ms) of the colour stamp {format_stamp(stamp_ns)}: the nearest is "
+                f"{abs(offset) / 1e6:.1f} ms {side} it; {rgb_only}. Check that colour and depth run at the same "
+                "rate and share a clock (RealSense: enable_sync:=true), or raise depth_tolerance"), False))
+        if (best.width, best.height) != (width, height):
+            return DepthMatch(None, Problem(f"depth_size:{frame_id}", (
+                f"the depth image of frame '{frame_id}' on {self.topic} is {best.width}x{best.height} px but the "
+                f"colour image is {width}x{height} px, so it is not aligned to it; {rgb_only}. Use the depth "
+                "aligned to the colour stream (same size and intrinsics; e.g. RealSense "
+                f"aligned_depth_to_color): {self.remap_hint}"), False), offset)
+        return DepthMatch(best, None, offset)
+
+
 class StampMonitor:
     """Notices time going backwards (a looping bag, a restarted driver, a reset sim clock)."""
 

@@ -62,8 +62,11 @@ def test_hand_fields():
         "vertices": "sequence<float>",
         "has_mesh": "boolean",
         "held": "boolean",
+        "placement": "uint8",
+        "depth_residual": "float",
     }
     assert (Hand.LEFT, Hand.RIGHT) == (0, 1)
+    assert (Hand.PLACEMENT_RGB, Hand.PLACEMENT_RGBD) == (0, 1)
 
     hand = Hand()
     assert len(hand.joints) == 21
