@@ -40,8 +40,8 @@ DISTANCE_BINS = ((0.3, 0.5), (0.5, 0.8), (0.8, 1.1), (1.1, 1.5))
 
 def hand_at(rng: np.random.Generator, distance: float) -> np.ndarray:
     """One synthetic hand [21,3] whose wrist is `distance` away, inside the image."""
-    joints = hand_skeletons(rng, 1)[0]
     while True:
+        joints = hand_skeletons(rng, 1)[0]       # a new pose too: a hand reaching far forward never fits at 0.3 m
         u, v = rng.uniform(200, WIDTH - 200), rng.uniform(150, HEIGHT - 150)
         ray = np.linalg.solve(K, [u, v, 1.0])
         wrist = ray / np.linalg.norm(ray) * distance
