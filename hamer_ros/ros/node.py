@@ -482,9 +482,7 @@ class HandMeshNode(LifecycleNode):
         return ret
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        self._update_image_subscription()
-        self._stop_threads()
+        self._stop()
         self._log.info("inactive (model kept loaded)")
         return super().on_deactivate(state)
 
@@ -494,20 +492,22 @@ class HandMeshNode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        self._update_image_subscription()
-        self._stop_threads()
+        self._stop()
         self._release()
         self.finalized = True
         self._log.info("shut down (finalized)")
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop()
+        self._release()
+        return SUCCESS    # back to unconfigured: a manager may configure again
+
+    def _stop(self) -> None:
+        """No subscription, threads joined: nothing runs that uses what a later step releases."""
         self._active = False
         self._update_image_subscription()
         self._stop_threads()
-        self._release()
-        return SUCCESS    # back to unconfigured: a manager may configure again
 
     # ----- configure / release ----------------------------------------------------------------
 

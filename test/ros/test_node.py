@@ -282,13 +282,6 @@ def _values(status) -> dict[str, str]:
 # fixtures
 
 @pytest.fixture(scope="module")
-def tester():
-    t = RosSide()
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
 def node_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hand_mesh_node")
 

@@ -20,13 +20,6 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
-def tester():
-    t = RosSide()
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
 def node(tester, tmp_path_factory, tiny_checkpoint, mano_path):
     proc = NodeProcess("cams", dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu",
                                     detector="fixed", rois=ROIS, tracking=False, image_timeout=30.0),

@@ -29,13 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def tester():
-    t = RosSide()
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
 def node_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lifecycle")
 

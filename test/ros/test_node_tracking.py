@@ -19,13 +19,6 @@ FRAME_NS = 33_333_333
 
 
 @pytest.fixture(scope="module")
-def tester():
-    t = RosSide()
-    yield t
-    t.close()
-
-
-@pytest.fixture(scope="module")
 def node(tester, tmp_path_factory, tiny_checkpoint, mano_path):
     proc = NodeProcess("tracks", dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu",
                                       detector="fixed", rois=ROIS, hold_time=0.11, image_timeout=30.0),
