@@ -883,8 +883,8 @@ class HandMeshNode(LifecycleNode):
                 self._apply_pending()
                 self._process(*item)
             except Exception as e:  # noqa: BLE001 -- one bad frame must never end the node
-                if self._stopping.is_set():
-                    break
+                if self._stopping.is_set() or not self.context.ok():
+                    break       # shutting down: Ctrl-C may end the context before the worker is joined
                 with self._stats_lock:
                     self._stats.errors += 1
                     self._stats.last_skip = f"error: {e!r}"
