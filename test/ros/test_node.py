@@ -279,7 +279,14 @@ def _values(status) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------
-# fixtures
+# fixtures (`tester` is imported by the other ROS test modules too)
+
+@pytest.fixture(scope="module")
+def tester():
+    t = RosSide()
+    yield t
+    t.close()
+
 
 @pytest.fixture(scope="module")
 def node_tmp(tmp_path_factory) -> Path:

@@ -11,7 +11,7 @@ import pytest
 try:
     from sensor_msgs.msg import CameraInfo
 
-    from test_node import H, K, ROIS, W, Camera, NodeProcess, RosSide, _ns, _serve_good_frame, _stamp, _test_pattern
+    from test_node import H, K, ROIS, W, Camera, NodeProcess, tester, _ns, _serve_good_frame, _stamp, _test_pattern
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)

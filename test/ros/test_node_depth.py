@@ -34,7 +34,7 @@ try:
 
     from hamer_ros.msg import Hand as HandMsg
 
-    from test_node import (FRAME, H, ROIS, RUN, W, Camera, NodeProcess, RosSide, _image_for, _info_for, _ns,
+    from test_node import (FRAME, H, ROIS, RUN, W, Camera, NodeProcess, RosSide, tester, _image_for, _info_for, _ns,
                            _ros_env, _StandInPipeline, _stamp, _status, _test_pattern, _values)
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",

@@ -19,7 +19,7 @@ try:
     from lifecycle_msgs.srv import ChangeState, GetState
     from std_srvs.srv import SetBool
 
-    from test_node import FRAME, ROIS, Camera, NodeProcess, RosSide, _ns, _serve_good_frame, _status, _values
+    from test_node import FRAME, ROIS, Camera, NodeProcess, RosSide, tester, _ns, _serve_good_frame, _status, _values
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)

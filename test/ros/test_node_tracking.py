@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 try:
-    from test_node import ROIS, Camera, NodeProcess, RosSide, _ns, _test_pattern
+    from test_node import ROIS, Camera, NodeProcess, RosSide, tester, _ns, _test_pattern
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)
