@@ -156,7 +156,7 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
         z = float(np.median(pts[:, 2]))
         cell = max(2.0, 0.6 * CLUSTER * focal / z)     # about a finger's width in px
         keep = np.flatnonzero(_front_most(pts, uv, cell, CLUSTER))
-        keep = keep[::-(-len(keep) // MAX_SAMPLES)]
+        keep = keep[::max(1, -(-len(keep) // MAX_SAMPLES))]     # evenly thinned to at most MAX_SAMPLES
         pts, uv = pts[keep], uv[keep]
         measured, step = _sample(depth, uv)
         noise = NOISE_AT_1M * pts[:, 2] ** 2
