@@ -34,7 +34,8 @@ def _qos(best_effort_depth: int):
 
 
 def _subscribe(width: int, height: int) -> None:
-    """Counts distinct frames of the expected size until SIGINT/SIGTERM, then prints the count."""
+    """Counts distinct frames of the expected size until SIGINT/SIGTERM, printing the count at each new
+    frame and at the end."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
     from sensor_msgs.msg import Image
@@ -45,7 +46,10 @@ def _subscribe(width: int, height: int) -> None:
 
     def on_image(msg: Image) -> None:
         if (msg.width, msg.height) == (width, height) and len(msg.data) == width * height * 3:
-            seen.add(msg.header.stamp.nanosec)
+            if msg.header.stamp.nanosec not in seen:
+                seen.add(msg.header.stamp.nanosec)
+                # as it goes: a count printed only at exit is lost if the DDS shutdown hangs
+                print(f"received {len(seen)}", flush=True)
 
     node.create_subscription(Image, TOPIC, on_image, _qos(10))
     print("ready", flush=True)
@@ -108,7 +112,11 @@ def delivered(width: int, height: int, frames: int, rate: float, profile: Path |
                        env=env, check=True, timeout=120)
         time.sleep(1.0)    # the last frames in flight
         sub.send_signal(signal.SIGINT)
-        out, _ = sub.communicate(timeout=30)
+        try:
+            out, _ = sub.communicate(timeout=15)
+        except subprocess.TimeoutExpired:    # a hung DDS shutdown: the counts so far are on stdout
+            sub.kill()
+            out, _ = sub.communicate()
     finally:
         if sub.poll() is None:
             sub.kill()
