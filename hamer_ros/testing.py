@@ -210,6 +210,24 @@ def hand_skeletons(rng: np.random.Generator, n: int) -> np.ndarray:
     return joints @ random_rotations(rng, n).transpose(0, 2, 1)
 
 
+
+def hand_in_view(rng: np.random.Generator, distance: float, K: np.ndarray, size: tuple[int, int],
+                 margin: float = 20.0) -> np.ndarray:
+    """One random hand [21,3] (hand_skeletons) whose wrist is `distance` away along the ray of a
+    random pixel, every joint at least 0.2 m away and at least `margin` px inside the image."""
+    k = np.asarray(K, np.float64)
+    k_inv = np.linalg.inv(k)
+    while True:
+        joints = hand_skeletons(rng, 1)[0]      # a new pose too: one reaching far forward never fits at 0.3 m
+        ray = k_inv @ np.array([rng.uniform(0, size[0]), rng.uniform(0, size[1]), 1.0])
+        hand = joints + ray / np.linalg.norm(ray) * distance
+        if hand[:, 2].min() < 0.2:
+            continue
+        uv = hand @ k.T
+        uv = uv[:, :2] / uv[:, 2:]
+        if (uv.min(0) >= margin).all() and (uv.max(0) <= np.array(size) - 1 - margin).all():
+            return hand
+
 # Metamorphic views of a real photo: the answer is known exactly without ground truth.
 def rotation_yaw_pitch(yaw_deg: float, pitch_deg: float) -> np.ndarray:
     """Camera rotation: yaw about the camera's y axis (down), then pitch about its x axis (right)."""
@@ -524,6 +542,28 @@ def render_mesh_depth(vertices: np.ndarray | list[np.ndarray], faces: np.ndarray
     if tri:
         _draw_triangles(depth, labels, np.concatenate(tri), label, np.asarray(K, dtype=np.float64))
     return _finish(depth), labels
+
+
+def tube_mesh(joints: np.ndarray, radius: float = 0.009, sides: int = 12, rings: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A MANO-sized mesh (~1440 faces) inside a thick skeleton (render_skeleton_depth of the same
+    radius): per bone, an open tube whose vertices lie on the capsule's cylinder, so every triangle
+    lies inside the capsule. Returns (vertices [V,3], faces [F,3])."""
+    verts, faces = [], []
+    angle = 2 * np.pi * np.arange(sides) / sides
+    for a, b in _HAND_BONES:
+        axis = joints[b] - joints[a]
+        w = axis / np.linalg.norm(axis)
+        u1 = np.cross(w, [1.0, 0.0, 0.0] if abs(w[0]) < 0.9 else [0.0, 1.0, 0.0])
+        u1 /= np.linalg.norm(u1)
+        u2 = np.cross(w, u1)
+        ring = radius * (np.cos(angle)[:, None] * u1 + np.sin(angle)[:, None] * u2)
+        base = sum(len(v) for v in verts)
+        verts.append((joints[a] + np.linspace(0, 1, rings)[:, None, None] * axis + ring).reshape(-1, 3))
+        for k in range(rings - 1):
+            for j in range(sides):
+                p, q = base + k * sides + j, base + k * sides + (j + 1) % sides
+                faces += [(p, q, p + sides), (q, q + sides, p + sides)]
+    return np.concatenate(verts), np.array(faces)
 
 
 def add_occluder(depth_true: np.ndarray, labels: np.ndarray, box_px: np.ndarray | tuple[float, float, float, float],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hamer_ros.testing import (SensorModel, add_occluder, hand_skeletons, render_mesh_depth, render_skeleton_depth,
-                               simulate_sensor)
+                               simulate_sensor, tube_mesh)
 
 K = np.array([[910.0, 0.0, 640.0], [0.0, 910.0, 360.0], [0.0, 0.0, 1.0]])
 SIZE = (1280, 720)
@@ -31,28 +31,6 @@ def hands_at(rng: np.random.Generator, centres: list[tuple[float, float, float]]
     """Random hands [N,21,3] with their joints' centroid at each of `centres` (m)."""
     joints = hand_skeletons(rng, len(centres))
     return joints - joints.mean(1, keepdims=True) + np.asarray(centres)[:, None]
-
-
-def tube_mesh(joints: np.ndarray, radius: float = R, sides: int = 12, rings: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """A MANO-sized mesh (~1440 faces) inside a thick skeleton: per bone, an open tube whose
-    vertices lie on the capsule's cylinder, so every triangle lies inside the capsule."""
-    bones = [(0 if k % 4 == 1 else k - 1, k) for k in range(1, 21)]
-    verts, faces = [], []
-    angle = 2 * np.pi * np.arange(sides) / sides
-    for a, b in bones:
-        axis = joints[b] - joints[a]
-        w = axis / np.linalg.norm(axis)
-        u1 = np.cross(w, [1.0, 0.0, 0.0] if abs(w[0]) < 0.9 else [0.0, 1.0, 0.0])
-        u1 /= np.linalg.norm(u1)
-        u2 = np.cross(w, u1)
-        ring = radius * (np.cos(angle)[:, None] * u1 + np.sin(angle)[:, None] * u2)
-        base = sum(len(v) for v in verts)
-        verts.append((joints[a] + np.linspace(0, 1, rings)[:, None, None] * axis + ring).reshape(-1, 3))
-        for k in range(rings - 1):
-            for j in range(sides):
-                p, q = base + k * sides + j, base + k * sides + (j + 1) % sides
-                faces += [(p, q, p + sides), (q, q + sides, p + sides)]
-    return np.concatenate(verts), np.array(faces)
 
 
 def ray_dirs(u: np.ndarray, v: np.ndarray) -> np.ndarray:

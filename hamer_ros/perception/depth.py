@@ -6,10 +6,11 @@ measures it. Per hand, the surface points of its RGB placement (mesh mode: the m
 out-of-the-box mode: the joints moved onto the skin, and the palm) are projected into the depth
 image. A sample is trusted when the depth there is valid and locally smooth (silhouettes, flying
 pixels and a colour/depth misregistration show as a depth step in the neighbourhood), and when it
-belongs to the largest cluster of depth-minus-surface offsets (an object in the hand, the other
-hand or the background each form clusters of their own). The median offset of that cluster moves
-the hand to its measured distance, and the translation across the ray is fitted again to the
-keypoints at that distance. Too few trusted samples: the RGB placement stays.
+belongs to the hand's cluster of depth-minus-surface offsets: an object in the hand or the other
+hand in front of it form clusters of their own, nearer to the camera, so the farthest
+well-supported cluster is the hand (unless it is far behind the largest one: the background).
+Its median offset moves the hand to its measured distance, and the translation across the ray is
+fitted again to the keypoints at that distance. Too few trusted samples: the RGB placement stays.
 """
 from __future__ import annotations
 
@@ -19,17 +20,19 @@ import numpy as np
 
 from .camera import _dist_or_none, _normalised_observations, project_points
 
-SKIN_DEPTH = 0.008        # m, a joint centre lies about a finger's radius behind the skin a camera sees
+FINGER_RADIUS = 0.009     # m, of a finger about its bones' axis, and half the palm's thickness
 MIN_SAMPLES = 8           # trusted samples needed to anchor a hand
-MIN_FRACTION = 0.25       # ... and this share of the samples that saw valid depth
-MAX_SAMPLES = 200         # more add nothing to a median and cost O(n²) in the clustering
+MIN_FRACTION = 0.15       # ... and this share of the samples that saw valid depth
+OCCLUDER_GAP = 0.2        # m, the farthest in front of a hand an object held in it or the other hand is taken to be
+MAX_SAMPLES = 120         # more add nothing to a median and cost O(n²) in the coverage test and the clustering
 NEIGHBOURHOOD = 2         # px: a sample's depth must be smooth over (2·2+1)² pixels
 STEP = 0.015              # m, a larger depth step in that neighbourhood is an edge, not the hand
 CLUSTER = 0.012           # m, half-width of the offset cluster at 0 noise
 NOISE_AT_1M = 0.004       # m, depth noise scale of a stereo camera (σ ≈ this · z²), widens the gates
 HUBER_PX = 3.0            # px, keypoints farther off than this weigh less in the lateral fit
-_PALM_PAIRS = np.array([(0, 5), (0, 9), (0, 13), (0, 17), (5, 9), (9, 13), (13, 17), (1, 5)])
 _FINGER_BONES = np.array([(k, k + 1) for k in range(1, 21) if k % 4 != 0])
+_ALONG_BONE = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+_PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])
 
 
 @dataclass
@@ -38,7 +41,7 @@ class DepthAnchor:
 
     shift: np.ndarray        # [N,3] m, add to every point of the hand (zeros where not used)
     used: np.ndarray         # [N] bool: the hand was placed on depth
-    residual: np.ndarray     # [N] m, RMS of depth - surface over the trusted samples (NaN: not used)
+    residual: np.ndarray     # [N] m, robust spread of depth - surface over the trusted samples (NaN: not used)
     samples: np.ndarray      # [N] int, trusted samples
 
 
@@ -56,34 +59,51 @@ def depth_to_metres(depth: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def joint_surface_points(joints: np.ndarray) -> np.ndarray:
-    """[N,P,3] points on the skin the camera sees, from joints [N,21,3]: the joints, the middles
-    of the finger bones and points across the palm, each moved toward the camera by SKIN_DEPTH."""
+    """[N,87,3] points on the skin the camera sees, from joints [N,21,3]: along each finger bone
+    (a cylinder of FINGER_RADIUS about it) and across the palm (a slab of that half-thickness),
+    each moved toward the camera to where its ray enters the skin: r / sin(ray, bone) in front
+    of a bone's axis, r / cos(ray, palm normal) in front of the palm's middle plane. A constant
+    offset would put tilted fingers, whose skin lies farther in front, a few mm too far."""
     j = np.asarray(joints, np.float64)
-    pts = np.concatenate([j, j[:, _FINGER_BONES].mean(2), j[:, _PALM_PAIRS].mean(2)], axis=1)
-    return pts - SKIN_DEPTH * pts / np.linalg.norm(pts, axis=-1, keepdims=True)
+    a, b = j[:, _FINGER_BONES[:, 0]], j[:, _FINGER_BONES[:, 1]]
+    bone_pts = (a[:, :, None] + _ALONG_BONE[:, None] * (b - a)[:, :, None]).reshape(len(j), -1, 3)
+    bone_axis = np.repeat(_unit(b - a), len(_ALONG_BONE), axis=1)
+    bone_sin = np.sqrt(np.maximum(1.0 - np.sum(bone_axis * _unit(bone_pts), axis=-1) ** 2, 0.0))
+    tri = j[:, _PALM_TRIANGLES]                                       # [N,3,3,3]
+    centre = tri.mean(2, keepdims=True)
+    palm_pts = np.concatenate([centre, (centre + tri) / 2], axis=2)    # the middle and halfway to each corner
+    normal = _unit(np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]))[:, :, None]
+    palm_cos = np.abs(np.sum(normal * _unit(palm_pts), axis=-1)).reshape(len(j), -1)
+    pts = np.concatenate([bone_pts, palm_pts.reshape(len(j), -1, 3)], axis=1)
+    # a ray grazing a finger (or the palm) at under 30 deg meets its end or another part first
+    offset = FINGER_RADIUS / np.maximum(np.concatenate([bone_sin, palm_cos], axis=1), 0.5)
+    return pts - offset[..., None] * _unit(pts)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def front_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """[M,3] centres of the triangles of one mesh [V,3] that face the camera. Works for either
     winding: the outward side is the one the normals point to on average, away from the mesh's
     centre."""
-    tri = vertices[faces]
-    centres = tri.mean(1)
-    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    if np.sum(normals * (centres - vertices.mean(0))) < 0:
+    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
+    centres = (a + b + c) / 3.0
+    normals = np.cross(b - a, c - a)
+    if np.einsum("ij,ij->", normals, centres - vertices.mean(0)) < 0:
         normals = -normals
-    return centres[np.sum(normals * centres, axis=1) < 0]
+    return centres[np.einsum("ij,ij->i", normals, centres) < 0]
 
 
-def _front_most(points: np.ndarray, uv: np.ndarray, cell_px: float, tol: float) -> np.ndarray:
-    """Mask of the points within `tol` of the nearest point projecting into the same cell: a
-    front-facing finger seen through another is not what the depth camera measures there."""
-    cells = np.floor(uv / cell_px).astype(np.int64)
-    key = cells[:, 0] * 1_000_003 + cells[:, 1]
-    _, inverse = np.unique(key, return_inverse=True)
-    nearest = np.full(inverse.max() + 1, np.inf)
-    np.minimum.at(nearest, inverse, points[:, 2])
-    return points[:, 2] <= nearest[inverse] + tol
+def _uncovered(points: np.ndarray, uv: np.ndarray, focal: float, tol: float) -> np.ndarray:
+    """Mask of the points no other part of the hand covers: none lies more than `tol` nearer
+    within a finger's radius of it in the image (a finger in front of the palm or of another
+    finger is what the depth camera measures there, not the point behind it)."""
+    radius_px = FINGER_RADIUS * focal / points[:, 2]
+    du, dv = uv[:, 0, None] - uv[None, :, 0], uv[:, 1, None] - uv[None, :, 1]
+    covers = (du * du + dv * dv < radius_px[None] ** 2) & (points[None, :, 2] < points[:, None, 2] - tol)
+    return ~covers.any(1)
 
 
 def _sample(depth: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,13 +126,30 @@ def _sample(depth: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, step
 
 
-def _largest_cluster(offsets: np.ndarray, half_width: float) -> np.ndarray:
-    """Mask of the largest group of offsets within ±half_width of one another's centre: the
-    sample with most neighbours, then everything near its neighbours' median."""
-    support = (np.abs(offsets[:, None] - offsets[None, :]) <= half_width).sum(1)
-    seed = offsets[np.argmax(support)]
-    centre = np.median(offsets[np.abs(offsets - seed) <= half_width])
-    return np.abs(offsets - centre) <= half_width
+def _hand_cluster(offsets: np.ndarray, half_width: float, min_support: float) -> np.ndarray | None:
+    """Mask of the offsets that measure the hand, or None. Offsets group into clusters (each: the
+    sample with most neighbours within ±half_width, then everything near its neighbours'
+    median): the hand, what covers part of it nearer to the camera (an object held in it, the
+    other hand), and what shows past its edges farther away (the background). A camera sees
+    nothing behind the hand where the hand is, so of the clusters with min_support samples the
+    hand is the farthest one — up to OCCLUDER_GAP behind the largest, beyond is background —
+    however much of it is covered."""
+    free = np.ones(len(offsets), bool)
+    clusters: list[tuple[float, np.ndarray]] = []
+    while free.sum() >= min_support:
+        rest = offsets[free]
+        support = (np.abs(rest[:, None] - rest[None, :]) <= half_width).sum(1)
+        seed = rest[np.argmax(support)]
+        centre = float(np.median(rest[np.abs(rest - seed) <= half_width]))
+        members = free & (np.abs(offsets - centre) <= half_width)
+        if members.sum() < min_support:
+            break
+        clusters.append((centre, members))
+        free &= ~members
+    if not clusters:
+        return None
+    largest = clusters[0][0]      # found first: its seed had the most support
+    return max((c for c in clusters if c[0] <= largest + OCCLUDER_GAP), key=lambda c: c[0])[1]
 
 
 def _lateral_shift(joints: np.ndarray, obs: np.ndarray, dz: float, focal: float) -> np.ndarray:
@@ -153,11 +190,10 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
         if len(pts) < MIN_SAMPLES:
             continue
         uv = np.asarray(project_points(pts, k, d))
-        z = float(np.median(pts[:, 2]))
-        cell = max(2.0, 0.6 * CLUSTER * focal / z)     # about a finger's width in px
-        keep = np.flatnonzero(_front_most(pts, uv, cell, CLUSTER))
-        keep = keep[::max(1, -(-len(keep) // MAX_SAMPLES))]     # evenly thinned to at most MAX_SAMPLES
+        keep = slice(None, None, max(1, -(-len(pts) // MAX_SAMPLES)))     # evenly thinned to at most MAX_SAMPLES
         pts, uv = pts[keep], uv[keep]
+        seen = _uncovered(pts, uv, focal, CLUSTER)
+        pts, uv = pts[seen], uv[seen]
         measured, step = _sample(depth, uv)
         noise = NOISE_AT_1M * pts[:, 2] ** 2
         valid = np.isfinite(measured) & (step <= STEP + 3.0 * noise)
@@ -165,8 +201,8 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
             continue
         offsets = measured[valid] - pts[valid, 2]
         half_width = CLUSTER + 3.0 * float(np.median(noise[valid]))
-        inliers = _largest_cluster(offsets, half_width)
-        if inliers.sum() < max(MIN_SAMPLES, MIN_FRACTION * valid.sum()):
+        inliers = _hand_cluster(offsets, half_width, max(MIN_SAMPLES, MIN_FRACTION * valid.sum()))
+        if inliers is None:
             continue
         dz = float(np.median(offsets[inliers]))
         shift = np.array([*_lateral_shift(np.asarray(joints[i], np.float64), obs[i], dz, focal), dz])
@@ -174,6 +210,6 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
             continue
         out.shift[i] = shift
         out.used[i] = True
-        out.residual[i] = float(np.sqrt(np.mean((offsets[inliers] - dz) ** 2)))
+        out.residual[i] = 1.4826 * float(np.median(np.abs(offsets[inliers] - dz)))
         out.samples[i] = int(inliers.sum())
     return out
