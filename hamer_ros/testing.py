@@ -544,7 +544,8 @@ def render_mesh_depth(vertices: np.ndarray | list[np.ndarray], faces: np.ndarray
     return _finish(depth), labels
 
 
-def tube_mesh(joints: np.ndarray, radius: float = 0.009, sides: int = 12, rings: int = 4) -> tuple[np.ndarray, np.ndarray]:
+def tube_mesh(joints: np.ndarray, radius: float = 0.009, sides: int = 12,
+              rings: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """A MANO-sized mesh (~1440 faces) inside a thick skeleton (render_skeleton_depth of the same
     radius): per bone, an open tube whose vertices lie on the capsule's cylinder, so every triangle
     lies inside the capsule. Returns (vertices [V,3], faces [F,3])."""

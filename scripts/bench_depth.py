@@ -58,7 +58,8 @@ def rgb_placement(rng: np.random.Generator, truth: np.ndarray,
 
 
 def run(rng: np.random.Generator, n: int, distance: tuple[float, float], noise_px: float, hole_ratio: float,
-        occluder: bool = False, wall_behind: tuple[float, float] | None = None, mesh: bool = False) -> dict[str, np.ndarray]:
+        occluder: bool = False, wall_behind: tuple[float, float] | None = None,
+        mesh: bool = False) -> dict[str, np.ndarray]:
     err_rgb, err_rgbd, used, cost = [], [], [], []
     model = SensorModel(hole_ratio=hole_ratio)
     for _ in range(n):

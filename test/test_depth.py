@@ -39,7 +39,8 @@ def pixels(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return u[inside], v[inside]
 
 
-def scene(seed: int, distance: float, model: SensorModel = QUIET) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def scene(seed: int, distance: float,
+          model: SensorModel = QUIET) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(truth [21,3], sensor depth, true depth, labels) of one hand `distance` away before a wall."""
     rng = np.random.default_rng(seed)
     truth = hand_in_view(rng, distance, K, SIZE)
