@@ -197,13 +197,24 @@ class RosSide:
         rclpy.try_shutdown(context=self.context)
 
     # -- services of the node under test
-    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0) -> Any:
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 10.0, idempotent: bool = True) -> Any:
+        """The reply to `request`. An idempotent request is sent again every 2 s until one reply
+        comes: just after wait_for_service a reply can still be lost (the service's reply path to
+        a new client may not be matched yet, seen with Fast DDS)."""
         client = self.node.create_client(srv_type, name)
+        futures: list[Any] = []
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            future = client.call_async(request)
-            self.wait(lambda: future.done(), timeout, f"the reply of {name}")
-            return future.result()
+            if not idempotent:
+                futures.append(client.call_async(request))
+
+            def send() -> None:
+                if idempotent:
+                    futures.append(client.call_async(request))
+
+            done = self.wait(lambda: next((f for f in futures if f.done()), None), timeout, f"the reply of {name}",
+                             tick=send, tick_period=2.0)
+            return done.result()
         finally:
             self.node.destroy_client(client)
 

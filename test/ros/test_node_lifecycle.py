@@ -44,7 +44,7 @@ def _state(tester: RosSide, node: NodeProcess) -> str:
 
 def _transition(tester: RosSide, node: NodeProcess, transition: int, timeout: float = 60.0) -> bool:
     req = ChangeState.Request(transition=Transition(id=transition))
-    return tester.call(ChangeState, f"{node.fqn}/change_state", req, timeout=timeout).success
+    return tester.call(ChangeState, f"{node.fqn}/change_state", req, timeout=timeout, idempotent=False).success
 
 
 def _no_output_for(tester: RosSide, camera: Camera, node: NodeProcess, seconds: float = 1.5) -> None:
