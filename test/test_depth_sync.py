@@ -83,7 +83,7 @@ def test_bad_sizes_are_refused():
     with pytest.raises(ImageConversionError, match=r"holds 9 bytes but needs 12") as e:
         depth_image_to_metres(short)
     assert e.value.key == "depth_data"
-    with pytest.raises(ImageConversionError, match=r"step 5 bytes is smaller than width x 2 bytes"):
+    with pytest.raises(ImageConversionError, match=r"step 5 bytes is smaller than width x bytes per pixel = 3 x 2"):
         depth_image_to_metres(SimpleNamespace(**{**vars(msg), "step": 5}))
     with pytest.raises(ImageConversionError, match=r"empty depth image \(0x2 px"):
         depth_image_to_metres(SimpleNamespace(**{**vars(msg), "width": 0}))

@@ -3,8 +3,8 @@ cv_bridge.
 
 cv_bridge is not available everywhere this package runs (it is not on PyPI), and the node only
 needs the five 8-bit encodings cameras publish for colour and grey images. The image's bytes are
-wrapped with `np.frombuffer` (no copy); `step` (row padding) is honoured through strides, so an
-rgb8 image comes back as a view of the message's buffer. The other encodings need one pass to
+wrapped in an array without a copy, `step` (row padding) honoured through strides, so an rgb8
+image comes back as a view of the message's buffer. The other encodings need one pass to
 reorder or drop channels, which OpenCV does in a single vectorised copy.
 
 Duck-typed on purpose: anything with `encoding`, `width`, `height`, `step` and `data` works (the
@@ -51,6 +51,31 @@ def _encoding_fix(encoding: str) -> str:
     return "convert it first (image_proc, or set the camera driver to rgb8 or bgr8)"
 
 
+def _pixels(msg: Any, encoding: str, dtype: Any, channels: int, what: str, key: str = "") -> np.ndarray:
+    """A [H,W,channels] view of an Image message's pixels (no copy: the row padding is skipped
+    through strides; read-only when the buffer is), once its size fields agree with its buffer.
+    Raises ImageConversionError (keys `<key>empty`, `<key>step`, `<key>data`) naming the problem."""
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    if width <= 0 or height <= 0:
+        raise ImageConversionError(
+            f"{key}empty", f"empty {what} ({width}x{height} px, encoding {encoding}): width and height must be > 0; "
+            "the publisher sent an image without pixels")
+    dtype = np.dtype(dtype)
+    pixel = dtype.itemsize * channels
+    row_bytes = width * pixel
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"{key}step", f"{what} step {step} bytes is smaller than width x bytes per pixel = {width} x {pixel} = "
+            f"{row_bytes} bytes ({encoding}); the publisher filled `step` wrongly")
+    size = len(msg.data)
+    need = step * (height - 1) + row_bytes     # the last row's padding may be left out
+    if size < need:
+        raise ImageConversionError(
+            f"{key}data", f"{what} data holds {size} bytes but needs {need} ({width}x{height} {encoding}, step "
+            f"{step}); the message is truncated or its size fields are wrong")
+    return np.ndarray((height, width, channels), dtype=dtype, buffer=msg.data, strides=(step, pixel, dtype.itemsize))
+
+
 def image_to_rgb(msg: Any) -> np.ndarray:
     """A uint8 HxWx3 RGB array for an Image message (see module docstring).
 
@@ -59,7 +84,6 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     message for unsupported encodings, empty images, a too-small step or a short buffer.
     """
     encoding = str(msg.encoding)
-    width, height, step = int(msg.width), int(msg.height), int(msg.step)
     key = encoding.strip().lower()
     channels = CHANNELS.get(key)
     if channels is None:
@@ -67,26 +91,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
             f"encoding:{encoding}",
             f"image encoding '{encoding}' is not supported (supported: {_SUPPORTED_TEXT}); "
             f"{_encoding_fix(encoding)}")
-    if width <= 0 or height <= 0:
-        raise ImageConversionError(
-            "empty", f"empty image ({width}x{height} px, encoding {encoding}): width and height must "
-            "be > 0; the publisher sent an image without pixels")
-    row_bytes = width * channels
-    if step < row_bytes:
-        raise ImageConversionError(
-            "step", f"image step {step} bytes is smaller than width x channels = {width} x {channels} "
-            f"= {row_bytes} bytes ({encoding}); the publisher filled `step` wrongly")
-    data = msg.data
-    size = len(data)
-    need = step * height
-    if size < need:
-        raise ImageConversionError(
-            "data", f"image data holds {size} bytes but step x height = {step} x {height} = {need} "
-            f"({width}x{height} {encoding}); the message is truncated or its size fields are wrong")
-    # frombuffer: no copy of array.array / bytes / memoryview. `count` ignores trailing bytes.
-    rows = np.frombuffer(data, dtype=np.uint8, count=need).reshape(height, step)
-    # Slicing off the padding keeps a strided view; the reshape to pixels needs no copy either.
-    pixels = rows[:, :row_bytes].reshape(height, width, channels)
+    pixels = _pixels(msg, encoding, np.uint8, channels, "image")
     if key == "rgb8":
         return pixels
     import cv2  # one C pass per conversion; imported here so the module loads without OpenCV
@@ -126,7 +131,6 @@ def depth_image_to_metres(msg: Any) -> np.ndarray:
     from ..perception.depth import depth_to_metres
 
     encoding = str(msg.encoding)
-    width, height, step = int(msg.width), int(msg.height), int(msg.step)
     known = DEPTH_ENCODINGS.get(encoding.strip().lower())
     if known is None:
         raise ImageConversionError(
@@ -134,24 +138,7 @@ def depth_image_to_metres(msg: Any) -> np.ndarray:
             f"depth image encoding '{encoding}' is not supported (supported: {_DEPTH_TEXT}); "
             f"{_depth_encoding_fix(encoding)}")
     dtype, scale = known
-    if width <= 0 or height <= 0:
-        raise ImageConversionError(
-            "depth_empty", f"empty depth image ({width}x{height} px, encoding {encoding}): width and height "
-            "must be > 0; the publisher sent an image without pixels")
-    itemsize = np.dtype(dtype).itemsize
-    row_bytes = width * itemsize
-    if step < row_bytes:
-        raise ImageConversionError(
-            "depth_step", f"depth image step {step} bytes is smaller than width x {itemsize} bytes = {width} x "
-            f"{itemsize} = {row_bytes} bytes ({encoding}); the publisher filled `step` wrongly")
-    size = len(msg.data)
-    need = step * (height - 1) + row_bytes     # the last row's padding may be left out
-    if size < need:
-        raise ImageConversionError(
-            "depth_data", f"depth image data holds {size} bytes but needs {need} ({width}x{height} {encoding}, "
-            f"step {step}); the message is truncated or its size fields are wrong")
     order = ">" if int(getattr(msg, "is_bigendian", 0)) else "<"
-    # Strides walk over the row padding without a copy; depth_to_metres makes the one copy.
-    raw = np.ndarray((height, width), dtype=np.dtype(dtype).newbyteorder(order), buffer=msg.data,
-                     strides=(step, itemsize))
+    # depth_to_metres makes the one copy
+    raw = _pixels(msg, encoding, np.dtype(dtype).newbyteorder(order), 1, "depth image", "depth_")[:, :, 0]
     return depth_to_metres(raw, scale)
