@@ -30,6 +30,7 @@ STEP = 0.015              # m, a larger depth step in that neighbourhood is an e
 CLUSTER = 0.012           # m, half-width of the offset cluster at 0 noise
 NOISE_AT_1M = 0.004       # m, depth noise scale of a stereo camera (σ ≈ this · z²), widens the gates
 HUBER_PX = 3.0            # px, keypoints farther off than this weigh less in the lateral fit
+_MAD_TO_SIGMA = 1.4826    # a median absolute deviation as the σ of Gaussian noise
 _FINGER_BONES = np.array([(k, k + 1) for k in range(1, 21) if k % 4 != 0])
 _ALONG_BONE = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
 _PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])
@@ -189,9 +190,8 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
         pts = pts[pts[:, 2] > 0.05]
         if len(pts) < MIN_SAMPLES:
             continue
+        pts = pts[::max(1, -(-len(pts) // MAX_SAMPLES))]     # evenly thinned to at most MAX_SAMPLES
         uv = np.asarray(project_points(pts, k, d))
-        keep = slice(None, None, max(1, -(-len(pts) // MAX_SAMPLES)))     # evenly thinned to at most MAX_SAMPLES
-        pts, uv = pts[keep], uv[keep]
         seen = _uncovered(pts, uv, focal, CLUSTER)
         pts, uv = pts[seen], uv[seen]
         measured, step = _sample(depth, uv)
@@ -210,6 +210,6 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
             continue
         out.shift[i] = shift
         out.used[i] = True
-        out.residual[i] = 1.4826 * float(np.median(np.abs(offsets[inliers] - dz)))
+        out.residual[i] = _MAD_TO_SIGMA * float(np.median(np.abs(offsets[inliers] - dz)))
         out.samples[i] = int(inliers.sum())
     return out
