@@ -24,6 +24,8 @@ import yaml
 from .model.checkpoint import to_reference_key
 from .model.config import HaMeRConfig
 from .model.mano import FINGERTIP_VERTICES, NUM_FACES, NUM_VERTICES, PARENTS
+from .perception.depth import PALM_TRIANGLES
+from .perception.overlay import BONES
 
 
 @contextlib.contextmanager
@@ -261,10 +263,9 @@ def rotated_view(image: np.ndarray, K: np.ndarray, R: np.ndarray, keep_px: np.nd
 _NEAR = 1e-3                  # m: nothing nearer than this to the camera plane is drawn
 _CHUNK = 1 << 16              # candidate pixels per vectorised pass: its temporaries stay in cache (2x faster)
 _CELL = 4                     # px, side of the cells in which capsules are found before per-pixel tests
-_HAND_BONES = np.array([(0 if k % 4 == 1 else k - 1, k) for k in range(1, 21)])
+_HAND_BONES = np.array(BONES)
 # The palm's outline (wrist, 5, 9, 13, 17): its wrist edges are bones already, the rest are added.
 _PALM_EDGES = np.array([(5, 9), (9, 13), (13, 17)])
-_PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])
 
 
 def _box_pixels(lo: np.ndarray, hi: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -493,7 +494,7 @@ def _palm_faces(joints: np.ndarray, radius: float) -> np.ndarray:
     thick palm (triangles ⊕ ball) is that near face, the far face, the sides and the rims; a ray
     from the camera meets the near face first, and the sides and rims lie inside the palm-edge
     capsules and joint spheres, so the near face and the capsules draw it exactly."""
-    tri = joints[:, _PALM_TRIANGLES]
+    tri = joints[:, PALM_TRIANGLES]
     n = np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     n = n / np.maximum(norm, 1e-300) * (norm > 1e-12)      # degenerate: drawn flat, a zero-area triangle

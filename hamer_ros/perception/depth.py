@@ -33,7 +33,7 @@ HUBER_PX = 3.0            # px, keypoints farther off than this weigh less in th
 _MAD_TO_SIGMA = 1.4826    # a median absolute deviation as the σ of Gaussian noise
 _FINGER_BONES = np.array([(k, k + 1) for k in range(1, 21) if k % 4 != 0])
 _ALONG_BONE = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
-_PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])
+PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])   # the palm between the wrist and the knuckles
 
 
 @dataclass
@@ -70,7 +70,7 @@ def joint_surface_points(joints: np.ndarray) -> np.ndarray:
     bone_pts = (a[:, :, None] + _ALONG_BONE[:, None] * (b - a)[:, :, None]).reshape(len(j), -1, 3)
     bone_axis = np.repeat(_unit(b - a), len(_ALONG_BONE), axis=1)
     bone_sin = np.sqrt(np.maximum(1.0 - np.sum(bone_axis * _unit(bone_pts), axis=-1) ** 2, 0.0))
-    tri = j[:, _PALM_TRIANGLES]                                       # [N,3,3,3]
+    tri = j[:, PALM_TRIANGLES]                                       # [N,3,3,3]
     centre = tri.mean(2, keepdims=True)
     palm_pts = np.concatenate([centre, (centre + tri) / 2], axis=2)    # the middle and halfway to each corner
     normal = _unit(np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]))[:, :, None]

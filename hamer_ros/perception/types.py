@@ -42,7 +42,7 @@ class Hand:
     track_id: int = -1
     held: bool = False                       # not seen in this frame: the track's last hand, repeated
     placement: str = "rgb"                   # "rgb": from the image alone; "rgbd": anchored on aligned depth
-    depth_residual: float = float("nan")     # m, robust spread of depth - hand surface over the trusted samples ("rgbd" only)
+    depth_residual: float = float("nan")     # m, robust spread of depth - hand surface ("rgbd" only)
 
     @property
     def side(self) -> str:

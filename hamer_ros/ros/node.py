@@ -631,24 +631,26 @@ class HandMeshNode(LifecycleNode):
         if want and self._image_sub is None:
             self._idle_since = time.monotonic()
             self._last_image_mono = None
-            self._image_sub = self.create_subscription(
-                Image, "image", self._on_image, self._image_qos,
+        self._image_sub = self._image_subscription(self._image_sub, want, "image", self._image_topic, self._on_image)
+        had_depth = self._depth_sub is not None
+        self._depth_sub = self._image_subscription(self._depth_sub, want and bool(self._values["use_depth"]),
+                                                   "depth", self._depth_topic, self._on_depth)
+        if had_depth and self._depth_sub is None and self._depth_sync is not None:
+            self._depth_sync.reset()     # images of a paused stream would only hold memory
+
+    def _image_subscription(self, sub: Any, want: bool, name: str, topic: str,
+                            callback: Callable[[Image], None]) -> Any:
+        """`sub`, an Image subscription to `name` (resolved: `topic`), created or destroyed so that
+        it exists exactly when wanted."""
+        if want and sub is None:
+            return self.create_subscription(
+                Image, name, callback, self._image_qos,
                 event_callbacks=SubscriptionEventCallbacks(
-                    incompatible_qos=lambda e: self._on_incompatible_qos(self._image_topic, self._image_qos, e)))
-        elif not want and self._image_sub is not None:
-            self.destroy_subscription(self._image_sub)
-            self._image_sub = None
-        want_depth = want and bool(self._values["use_depth"])
-        if want_depth and self._depth_sub is None:
-            self._depth_sub = self.create_subscription(
-                Image, "depth", self._on_depth, self._image_qos,
-                event_callbacks=SubscriptionEventCallbacks(
-                    incompatible_qos=lambda e: self._on_incompatible_qos(self._depth_topic, self._image_qos, e)))
-        elif not want_depth and self._depth_sub is not None:
-            self.destroy_subscription(self._depth_sub)
-            self._depth_sub = None
-            if self._depth_sync is not None:
-                self._depth_sync.reset()     # images of a paused stream would only hold memory
+                    incompatible_qos=lambda e: self._on_incompatible_qos(topic, self._image_qos, e)))
+        if not want and sub is not None:
+            self.destroy_subscription(sub)
+            return None
+        return sub
 
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         changed = self._enabled != request.data

@@ -203,17 +203,13 @@ class RosSide:
         a new client may not be matched yet, seen with Fast DDS)."""
         client = self.node.create_client(srv_type, name)
         futures: list[Any] = []
+        send = lambda: futures.append(client.call_async(request))    # noqa: E731
         try:
             assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
             if not idempotent:
-                futures.append(client.call_async(request))
-
-            def send() -> None:
-                if idempotent:
-                    futures.append(client.call_async(request))
-
+                send()
             done = self.wait(lambda: next((f for f in futures if f.done()), None), timeout, f"the reply of {name}",
-                             tick=send, tick_period=2.0)
+                             tick=send if idempotent else None, tick_period=2.0)
             return done.result()
         finally:
             self.node.destroy_client(client)
