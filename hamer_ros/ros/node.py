@@ -944,16 +944,15 @@ class HandMeshNode(LifecycleNode):
             self._skip(next((p.text for p in match.problems if p.skip), "no CameraInfo"))
             return None
         # Only with use_depth is `depth=` passed: an injected pipeline may not take it.
-        depth = (self._depth_for(header.frame_id, stamp_ns, width, height, received_mono)
-                 if self._values["use_depth"] else None)
+        use_depth = self._values["use_depth"]
+        depth, depth_problem = (self._depth_for(header.frame_id, stamp_ns, width, height, received_mono)
+                                if use_depth else (None, ""))
         t1 = time.perf_counter()
         hands = self._pipeline(rgb, match.intrinsics.K, match.intrinsics.D, stamp=stamp_ns * 1e-9,
                                **({} if depth is None else {"depth": depth}))
         t2 = time.perf_counter()
-        if depth is not None:
-            on_depth = sum(getattr(h, "placement", "rgb") == "rgbd" for h in hands)
-            with self._stats_lock:
-                self._stats.hands_on_depth += on_depth
+        if use_depth:
+            self._count_depth(depth is not None, depth_problem, hands)
         self._publish(header, rgb, hands)
         if self._opts.publish_debug_image and (self._want_debug or self._want_compressed):
             # drawn, scaled, encoded and sent by the debug-image thread: never delays the above
@@ -965,9 +964,10 @@ class HandMeshNode(LifecycleNode):
         self._record(header, times)
         return times
 
-    def _depth_for(self, frame_id: str, stamp_ns: int, width: int, height: int, received_mono: float) -> Any:
-        """The colour frame's depth image in metres, or None (RGB-only placement, with a throttled
-        warning naming the cause). A depth image still on its way is waited for, but never past
+    def _depth_for(self, frame_id: str, stamp_ns: int, width: int, height: int,
+                   received_mono: float) -> tuple[Any, str]:
+        """(The colour frame's depth image in metres, "") or (None, why not: RGB-only placement,
+        with a throttled warning). A depth image still on its way is waited for, but never past
         depth_tolerance after the colour frame arrived, nor once a newer colour frame waits."""
         sync = self._depth_sync
         if sync.may_still_come(stamp_ns, frame_id):
@@ -983,18 +983,23 @@ class HandMeshNode(LifecycleNode):
                 problem = Problem(f"{e.key}:{frame_id}", (
                     f"unusable depth image on {sync.topic} (frame '{match.depth.frame_id}', stamp "
                     f"{format_stamp(match.depth.stamp_ns)}): {e}; placing the hands from RGB alone"), False)
-        with self._stats_lock:
-            s = self._stats
-            if depth is None:
-                s.depth_fallbacks += 1
-                s.window_depth_fallbacks += 1
-                s.last_depth_problem = problem.text if problem is not None else ""
-            else:
-                s.with_depth += 1
-                s.window_with_depth += 1
         if problem is not None:
             self._warn(f"depth:{problem.key}", problem.text)
-        return depth
+        return depth, problem.text if problem is not None else ""
+
+    def _count_depth(self, had_depth: bool, problem: str, hands: list) -> None:
+        """A frame's depth counters, in one update with its hands, so diagnostics never see a
+        frame counted as having depth before its hands placed on depth are."""
+        with self._stats_lock:
+            s = self._stats
+            if had_depth:
+                s.with_depth += 1
+                s.window_with_depth += 1
+                s.hands_on_depth += sum(getattr(h, "placement", "rgb") == "rgbd" for h in hands)
+            else:
+                s.depth_fallbacks += 1
+                s.window_depth_fallbacks += 1
+                s.last_depth_problem = problem
 
     def _publish(self, header: Header, rgb: Any, hands: list) -> None:
         o = self._opts
