@@ -18,11 +18,13 @@ setup(
         "tqdm>=4.60",           # CLI progress bars
     ],
     extras_require={
-        "mediapipe": ["mediapipe==0.10.21"],
+        # 0.10.x bundles the hand models and the `solutions` API (1.x has neither); 0.10.21 is the
+        # newest, 0.10.18 the newest with a linux-aarch64 / CPython 3.10 wheel (JetPack 6).
+        "mediapipe": ["mediapipe>=0.10.18,<0.10.22"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],  # onnxscript: torch.onnx's exporter
         # Torch-TensorRT is not an extra: each release pins one torch release, and resolving it
         # here would replace a CUDA/Jetson torch. scripts/bootstrap.sh installs the matching one.
-        "test": ["pytest>=7", "pytest-timeout>=2"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "vermin>=1.6"],   # vermin: the Python 3.10 check
     },
     entry_points={"console_scripts": ["hamer-ros=hamer_ros.cli:main"]},
 )

@@ -34,8 +34,10 @@ _hamer_ros_env() {
     source "$root/install/setup.bash" || status=1
   fi
 
-  # Fast DDS otherwise announces itself by UDP multicast on the machine's network.
+  # Fast DDS otherwise announces itself by UDP multicast on the machine's network. Humble predates
+  # the range setting and has ROS_LOCALHOST_ONLY instead (deprecated from Jazzy on).
   export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+  if [[ "${ROS_DISTRO:-}" == humble ]]; then export ROS_LOCALHOST_ONLY="${ROS_LOCALHOST_ONLY:-1}"; fi
   export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
   # Fast DDS loses large best-effort images between processes with its default 512 KB shared
   # memory segment; the shipped profile enlarges it (see the file). A profile of your own wins.

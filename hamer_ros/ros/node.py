@@ -37,11 +37,10 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
-from rclpy.event_handler import SubscriptionEventCallbacks, qos_policy_name_from_kind
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool
@@ -52,6 +51,7 @@ from hamer_ros.msg import HandArray
 
 from ..perception.overlay import draw_hands
 from ..weights import WEIGHTS_HINT
+from .compat import SubscriptionEventCallbacks, matching_qos
 from .convert import (cdr_self_check, compressed_image_msg, hand_transforms, hands_to_msg, image_cdr,
                       image_msg, marker_array_cdr, marker_array_msg, marker_specs, scale_image)
 from .image import ImageConversionError, depth_image_to_metres, image_to_rgb
@@ -405,6 +405,7 @@ class HandMeshNode(LifecycleNode):
         self._autostarting = False
         self.finalized = False
         self._image_sub = self._info_sub = self._depth_sub = None
+        self._info_qos: QoSProfile | None = None
         self._depth_sync: DepthSync | None = None
         self._pubs: list[Any] = []
         self._timers: list[Any] = []
@@ -426,8 +427,7 @@ class HandMeshNode(LifecycleNode):
         self._image_topic = self.resolve_topic_name("image")
         self._info_topic = self.resolve_topic_name("camera_info")
         self._depth_topic = self.resolve_topic_name("depth")
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_service(SetBool, "~/enable", self._on_enable)
 
     @property
@@ -734,9 +734,10 @@ class HandMeshNode(LifecycleNode):
                 "every HandArray will be empty. Load a checkpoint, or use detector:=mediapipe for joints-only")
         return error
 
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Rejects a runtime change with the reason (rclpy already enforced type, range and
-        read-only)."""
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Rejects a runtime change with the reason, or applies it. rclpy has already enforced
+        type, range and read-only, and nothing rejects the change after this callback (see
+        compat.py), so applying here is applying what is set -- on Humble as on Jazzy."""
         for p in params:
             spec = PARAMETER_SPECS.get(p.name)
             if spec is None:
@@ -744,6 +745,7 @@ class HandMeshNode(LifecycleNode):
             problem = spec.validate(p.value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
+        self._apply_parameters(params)
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
@@ -803,6 +805,11 @@ class HandMeshNode(LifecycleNode):
         self._mailbox.notify()   # a frame may be waiting for exactly this one
 
     def _on_incompatible_qos(self, topic: str, ours: QoSProfile, event: Any) -> None:
+        try:
+            if topic == self._info_topic and self._camera_info_qos_changed(self._camera_info_qos()):
+                return   # a CameraInfo publisher with other QoS joined: the graph check subscribes anew
+        except Exception:  # noqa: BLE001 -- the graph query failed: report the incompatibility
+            pass
         policy = qos_policy_name_from_kind(event.last_policy_kind)
         try:
             offered = sorted({f"reliability={i.qos_profile.reliability.name.lower()}, "
@@ -828,17 +835,8 @@ class HandMeshNode(LifecycleNode):
             self._info_has_publishers = self.count_publishers(self._info_topic) > 0
             if self._depth_sub is not None:
                 self._depth_has_publishers = self.count_publishers(self._depth_topic) > 0
-            if self._info_sub is None and self._info_has_publishers:
-                # BEST_AVAILABLE policies adopt the publisher's: a latched (reliable,
-                # transient-local) CameraInfo published before this node started still arrives,
-                # and a best-effort one is still accepted.
-                qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                                 reliability=ReliabilityPolicy.BEST_AVAILABLE,
-                                 durability=DurabilityPolicy.BEST_AVAILABLE)
-                self._info_sub = self.create_subscription(
-                    CameraInfo, "camera_info", self._on_camera_info, qos,
-                    event_callbacks=SubscriptionEventCallbacks(
-                        incompatible_qos=lambda e: self._on_incompatible_qos(self._info_topic, qos, e)))
+            if self._info_has_publishers:
+                self._match_camera_info_publishers()
             self._refresh_subscribers()
             if not (self._active and self._enabled):
                 return
@@ -859,6 +857,28 @@ class HandMeshNode(LifecycleNode):
         except Exception as e:  # noqa: BLE001 -- e.g. during shutdown
             if not self._stopping.is_set():
                 self._warn("graph", f"graph check failed: {e!r}")
+
+    def _match_camera_info_publishers(self) -> None:
+        """(Re)subscribes to CameraInfo with the QoS its publishers offer: a latched (reliable,
+        transient-local) CameraInfo published before this node started still arrives, and a
+        best-effort one is accepted. Subscribing again when a publisher with other QoS joins."""
+        qos = self._camera_info_qos()
+        if self._info_sub is not None:
+            if not self._camera_info_qos_changed(qos):
+                return
+            self.destroy_subscription(self._info_sub)
+        self._info_qos = qos
+        self._info_sub = self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, qos,
+            event_callbacks=SubscriptionEventCallbacks(
+                incompatible_qos=lambda e: self._on_incompatible_qos(self._info_topic, qos, e)))
+
+    def _camera_info_qos(self) -> QoSProfile:
+        return matching_qos(i.qos_profile for i in self.get_publishers_info_by_topic(self._info_topic))
+
+    def _camera_info_qos_changed(self, qos: QoSProfile) -> bool:
+        return (self._info_qos is None
+                or (self._info_qos.reliability, self._info_qos.durability) != (qos.reliability, qos.durability))
 
     # ----- inference thread -------------------------------------------------------------------
 

@@ -72,7 +72,8 @@ def _ros_env() -> dict[str, str]:
 # the node under test, as a subprocess
 
 class NodeProcess:
-    def __init__(self, name: str, params: dict[str, Any], tmp: Path) -> None:
+    def __init__(self, name: str, params: dict[str, Any], tmp: Path, command: list[str] | None = None) -> None:
+        """`command`: how to start the node (default: the installed executable)."""
         self.name = name
         self.ns = f"/{RUN}/{name}"
         self.fqn = f"{self.ns}/hand_mesh_node"
@@ -81,7 +82,7 @@ class NodeProcess:
         self.log_path = tmp / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(_node_executable()), "--ros-args", "--params-file", str(params_file), "-r", f"__ns:={self.ns}"],
+            [*(command or [str(_node_executable())]), "--ros-args", "--params-file", str(params_file), "-r", f"__ns:={self.ns}"],
             stdout=self._log, stderr=subprocess.STDOUT, env=_ros_env())
 
     def output(self) -> str:
