@@ -27,7 +27,8 @@ AS_HUMBLE = [sys.executable, str(Path(__file__).resolve().parent / "run_node_as_
 @pytest.fixture(scope="module")
 def node(tester, tmp_path_factory, tiny_checkpoint, mano_path):
     proc = NodeProcess("humble", dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu",
-                                      detector="fixed", rois=ROIS, tracking=False, image_timeout=30.0),
+                                      detector="fixed", rois=ROIS, tracking=False, image_timeout=30.0,
+                                      qos_reliability="reliable"),
                        tmp_path_factory.mktemp("humble"), command=AS_HUMBLE)
     tester.subscribe(proc.ns, markers=False, debug=False)
     yield proc
@@ -97,6 +98,19 @@ def test_parameters_at_run_time(tester, node):
     (bad_rois,) = tester.set_parameters(node.fqn, rois="[{box: [1, 2], side: left}]")
     assert not bad_rois.successful and "box" in bad_rois.reason
     node.assert_alive()
+
+
+def test_incompatible_qos_is_reported(tester, node):
+    """The node asks for reliable images here: a best-effort camera can never reach it, and the
+    warning (Humble's event callbacks, Humble's qos_policy_name_from_kind) says so."""
+    node.wait_log(r"\]: active", timeout=60)
+    camera = Camera(tester, node.ns, image_reliability=ReliabilityPolicy.BEST_EFFORT)
+    try:
+        line = node.wait_log(r"a publisher on \S+ has incompatible QoS", timeout=20)
+    finally:
+        tester.node.destroy_publisher(camera.image_pub)
+        tester.node.destroy_publisher(camera.info_pub)
+    assert f"{node.ns}/image" in line and "RELIABILITY" in line and "best_effort" in line, line
 
 
 def test_clean_shutdown(node):
