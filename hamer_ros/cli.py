@@ -339,7 +339,7 @@ def hand_record(hand: Any, obj_name: str | None) -> dict:
             "wrist_position_m": arr(hand.wrist_position), "wrist_orientation": arr(hand.wrist_orientation),
             "joints_local_m": arr(hand.joints_local),
             "reprojection_error_px": round(hand.reprojection_error, 3),
-            "placement": hand.placement,
+            "placement": hand.placement, "scale": round(float(hand.scale), 6),
             "depth_residual_m": None if not math.isfinite(hand.depth_residual) else round(hand.depth_residual, 6),
             "mano": None if hand.global_orient is None else {
                 "global_orient": arr(hand.global_orient), "hand_pose": arr(hand.hand_pose),
@@ -541,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fixed hand box in pixels instead of MediaPipe, repeatable, needs --checkpoint, "
                           "e.g. 100,120,260,300,right")
     rgbd = inf.add_argument_group("depth", "hands anchored on an aligned depth image (RGB-D cameras): depth sets "
-                                           "their distance; each hand's placement says rgbd or rgb")
+                                           "their distance along their rays (their size); each hand's placement "
+                                           "says rgbd or rgb, its scale the size found")
     rgbd.add_argument("--depth", action="store_true",
                       help="pair every image x.jpg with the depth image x<suffix>.png beside it (16-bit, "
                            "aligned to the colour camera, same size), e.g. rgbd/x.jpg with rgbd/x_depth.png; depth "

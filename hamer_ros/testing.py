@@ -24,8 +24,6 @@ import yaml
 from .model.checkpoint import to_reference_key
 from .model.config import HaMeRConfig
 from .model.mano import FINGERTIP_VERTICES, NUM_FACES, NUM_VERTICES, PARENTS
-from .perception.depth import PALM_TRIANGLES
-from .perception.overlay import BONES
 
 
 @contextlib.contextmanager
@@ -263,7 +261,12 @@ def rotated_view(image: np.ndarray, K: np.ndarray, R: np.ndarray, keep_px: np.nd
 _NEAR = 1e-3                  # m: nothing nearer than this to the camera plane is drawn
 _CHUNK = 1 << 16              # candidate pixels per vectorised pass: its temporaries stay in cache (2x faster)
 _CELL = 4                     # px, side of the cells in which capsules are found before per-pixel tests
-_HAND_BONES = np.array(BONES)
+# The simulator's own hand topology, written out here (not taken from perception/): OpenPose
+# order, each finger a chain wrist -> 4 joints; the palm between the wrist and the knuckles.
+_HAND_BONES = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (0, 5), (5, 6), (6, 7), (7, 8), (0, 9), (9, 10),
+                        (10, 11), (11, 12), (0, 13), (13, 14), (14, 15), (15, 16), (0, 17), (17, 18),
+                        (18, 19), (19, 20)])
+_PALM_FAN = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])
 # The palm's outline (wrist, 5, 9, 13, 17): its wrist edges are bones already, the rest are added.
 _PALM_EDGES = np.array([(5, 9), (9, 13), (13, 17)])
 
@@ -494,7 +497,7 @@ def _palm_faces(joints: np.ndarray, radius: float) -> np.ndarray:
     thick palm (triangles ⊕ ball) is that near face, the far face, the sides and the rims; a ray
     from the camera meets the near face first, and the sides and rims lie inside the palm-edge
     capsules and joint spheres, so the near face and the capsules draw it exactly."""
-    tri = joints[:, PALM_TRIANGLES]
+    tri = joints[:, _PALM_FAN]
     n = np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])
     norm = np.linalg.norm(n, axis=-1, keepdims=True)
     n = n / np.maximum(norm, 1e-300) * (norm > 1e-12)      # degenerate: drawn flat, a zero-area triangle
@@ -566,6 +569,101 @@ def tube_mesh(joints: np.ndarray, radius: float = 0.009, sides: int = 12,
                 p, q = base + k * sides + j, base + k * sides + (j + 1) % sides
                 faces += [(p, q, p + sides), (q, q + sides, p + sides)]
     return np.concatenate(verts), np.array(faces)
+
+
+# An adult hand's surface, for depth truth that owes nothing to the estimator's hand model:
+# finger radii at each joint (m; half the finger's width: thumb widest, tapering to the tips,
+# anthropometric averages), and a palm plate 26 mm thick whose outline runs from the wrist's
+# two sides over the knuckles. `hand_surface_mesh` builds it around any 21-joint skeleton.
+_JOINT_RADIUS = np.array([
+    0.0130,                                  # wrist (the palm's heel; the thumb's base sits on it)
+    0.0125, 0.0110, 0.0100, 0.0088,          # thumb: CMC, MCP, IP, tip
+    0.0095, 0.0085, 0.0077, 0.0068,          # index: MCP, PIP, DIP, tip
+    0.0100, 0.0088, 0.0080, 0.0070,          # middle
+    0.0095, 0.0084, 0.0076, 0.0066,          # ring
+    0.0085, 0.0075, 0.0068, 0.0060,          # little
+])
+_FINGER_SEGMENTS = np.array([(1, 2), (2, 3), (3, 4), (5, 6), (6, 7), (7, 8), (9, 10), (10, 11), (11, 12),
+                             (13, 14), (14, 15), (15, 16), (17, 18), (18, 19), (19, 20), (0, 1)])
+_PALM_THICKNESS = 0.026                      # m, back of the hand to the palm's skin at its middle
+_WRIST_HALF_WIDTH = 0.028                    # m, from the wrist joint to either side of the wrist
+
+
+def _frame(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    u1 = np.cross(w, [1.0, 0.0, 0.0] if abs(w[0]) < 0.9 else [0.0, 1.0, 0.0])
+    u1 /= np.linalg.norm(u1)
+    return u1, np.cross(w, u1)
+
+
+def _sphere(centre: np.ndarray, radius: float, base: int, lat: int = 5, lon: int = 8) -> tuple[np.ndarray, list]:
+    """A UV sphere (poles included) as vertices and faces numbered from `base`."""
+    theta = np.linspace(0, np.pi, lat + 1)[1:-1]
+    phi = 2 * np.pi * np.arange(lon) / lon
+    ring = np.stack([np.sin(theta)[:, None] * np.cos(phi), np.sin(theta)[:, None] * np.sin(phi),
+                     np.cos(theta)[:, None] * np.ones_like(phi)], -1).reshape(-1, 3)
+    verts = centre + radius * np.concatenate([[[0, 0, 1.0]], ring, [[0, 0, -1.0]]])
+    top, bottom = base, base + 1 + len(ring)
+    faces = []
+    for j in range(lon):
+        k = (j + 1) % lon
+        faces.append((top, base + 1 + j, base + 1 + k))
+        last = base + 1 + (lat - 2) * lon
+        faces.append((last + j, bottom, last + k))
+        for r in range(lat - 2):
+            p, q = base + 1 + r * lon + j, base + 1 + r * lon + k
+            faces += [(p, p + lon, q), (q, p + lon, q + lon)]
+    return verts, faces
+
+
+def hand_surface_mesh(joints: np.ndarray, sides: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """A closed-looking hand surface around a skeleton [21,3] (OpenPose order, metres): tapered
+    tubes along the finger bones with a ball at every joint (the radii above), and a palm plate
+    of _PALM_THICKNESS between the wrist's sides and the knuckles. Render it with
+    render_mesh_depth. Returns (vertices [V,3], faces [F,3])."""
+    j = np.asarray(joints, np.float64)
+    verts: list[np.ndarray] = []
+    faces: list[tuple[int, int, int]] = []
+
+    def add(v: np.ndarray, f: list) -> None:
+        verts.append(v)
+        faces.extend(f)
+
+    n_verts = lambda: sum(len(v) for v in verts)     # noqa: E731
+    angle = 2 * np.pi * np.arange(sides) / sides
+    for a, b in _FINGER_SEGMENTS:
+        axis = j[b] - j[a]
+        u1, u2 = _frame(axis / max(np.linalg.norm(axis), 1e-9))
+        base = n_verts()
+        rings = [j[p] + _JOINT_RADIUS[p] * (np.cos(angle)[:, None] * u1 + np.sin(angle)[:, None] * u2)
+                 for p in (a, b)]
+        add(np.concatenate(rings), [f for i in range(sides) for f in
+                                    ((base + i, base + (i + 1) % sides, base + sides + i),
+                                     (base + (i + 1) % sides, base + sides + (i + 1) % sides, base + sides + i))])
+    for p in range(1, 21):
+        v, f = _sphere(j[p], _JOINT_RADIUS[p], n_verts())
+        add(v, f)
+    # the palm plate: its outline in the palm's plane, offset to both skins
+    across = j[5] - j[17]
+    normal = np.cross(j[5] - j[0], j[17] - j[0])
+    normal /= max(np.linalg.norm(normal), 1e-9)
+    across -= normal * (across @ normal)
+    across /= max(np.linalg.norm(across), 1e-9)
+    outline = np.stack([j[0] + _WRIST_HALF_WIDTH * across, j[5] + _JOINT_RADIUS[5] * across, j[9], j[13],
+                        j[17] - _JOINT_RADIUS[17] * across, j[0] - _WRIST_HALF_WIDTH * across])
+    m = len(outline)
+    half = _PALM_THICKNESS / 2
+    centre = outline.mean(0)
+    base = n_verts()
+    plate = np.concatenate([outline + half * normal, outline - half * normal,
+                            [centre + half * normal, centre - half * normal]])
+    cf, cb = base + 2 * m, base + 2 * m + 1
+    plate_faces = []
+    for i in range(m):
+        k = (i + 1) % m
+        plate_faces += [(cf, base + i, base + k), (cb, base + m + k, base + m + i),
+                        (base + i, base + m + i, base + k), (base + k, base + m + i, base + m + k)]
+    add(plate, plate_faces)
+    return np.concatenate(verts), np.array(faces, dtype=np.int64)
 
 
 def add_occluder(depth_true: np.ndarray, labels: np.ndarray, box_px: np.ndarray | tuple[float, float, float, float],

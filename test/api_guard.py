@@ -77,20 +77,26 @@ class Inventory:
         mod, _, name = cls.rpartition(".")
         return self.modules.get(mod, {}).get("classes", {}).get(name)
 
-    def member(self, cls: str, rest: list[str]) -> tuple[str, str] | None:
-        """Looks `rest[0]` up on the class and its rclpy bases."""
-        seen, todo = set(), [cls]
+    def _lineage(self, cls: str) -> list[tuple[str, dict]]:
+        """The class and its rclpy bases, nearest first, as (name, inventory entry)."""
+        seen: dict[str, dict] = {}
+        todo = [cls]
         while todo:
             c = todo.pop(0)
             info = self._class(c)
-            if info is None or c in seen:
-                continue
-            seen.add(c)
+            if info is not None and c not in seen:
+                seen[c] = info
+                todo += info["bases"]
+        return list(seen.items())
+
+    def member(self, cls: str, rest: list[str]) -> tuple[str, str] | None:
+        """Looks `rest[0]` up on the class and its rclpy bases."""
+        lineage = self._lineage(cls)
+        for c, info in lineage:
             if rest[0] in info["members"]:
                 return ("other", f"{c}.{rest[0]}")
-            todo += info["bases"]
         # A base from outside rclpy (IntEnum, Generic, ...) may provide it: ask that class.
-        for base in {b for c in seen for b in self._class(c)["bases"] if not b.startswith("rclpy")}:
+        for base in {b for _, info in lineage for b in info["bases"] if not b.startswith("rclpy")}:
             module, _, name = base.rpartition(".")
             try:
                 klass = getattr(importlib.import_module(module), name)
@@ -105,17 +111,10 @@ class Inventory:
         if qualified in UNANNOTATED_RETURNS:
             return UNANNOTATED_RETURNS[qualified]
         owner, _, name = qualified.rpartition(".")
-        seen, todo = set(), [owner]
-        while todo:
-            c = todo.pop(0)
-            info = self._class(c)
-            if info is None or c in seen:
-                continue
-            seen.add(c)
+        for c, info in self._lineage(owner):
             found = info["returns"].get(name) or UNANNOTATED_RETURNS.get(f"{c}.{name}")
             if found:
                 return found
-            todo += info["bases"]
         return None
 
 

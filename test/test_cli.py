@@ -294,7 +294,7 @@ def test_depth_pairs_anchor_hands_and_mismatches_are_reported(tmp_path, tiny_che
     (rec,) = results(out)
     assert rec["source"] == str(folder / "f0.png") and rec["depth"] == str(folder / "f0_depth.png")
     (hand,) = rec["hands"]
-    assert hand["placement"] == "rgbd" and 0 <= hand["depth_residual_m"] < 0.03
+    assert hand["placement"] == "rgbd" and 0 <= hand["depth_residual_m"] < 0.03 and hand["scale"] != 1.0
     z = np.array([list(map(float, l.split()[1:])) for l in (out / hand["mesh_obj"]).read_text().splitlines()
                   if l.startswith("v ")])[:, 2]
     assert abs(np.median(z) - 0.7) < 0.03 and z.min() < 0.7 < z.max()   # the hand sits on the wall
@@ -304,7 +304,10 @@ def test_depth_pairs_anchor_hands_and_mismatches_are_reported(tmp_path, tiny_che
     # without --depth the same image is placed from RGB alone, elsewhere
     code, _ = run(["infer", folder / "f0.png", "--out", tmp_path / "rgb", *common], capsys)
     (plain,) = results(tmp_path / "rgb")[0]["hands"]
-    assert code == 0 and plain["placement"] == "rgb" and plain["depth_residual_m"] is None
+    assert code == 0 and plain["placement"] == "rgb" and plain["depth_residual_m"] is None and plain["scale"] == 1.0
+    # the same rays, the distance scaled by the hand's scale
+    np.testing.assert_allclose(np.asarray(hand["wrist_position_m"]), hand["scale"] * np.asarray(plain["wrist_position_m"]),
+                               atol=2e-6)
     assert abs(plain["wrist_position_m"][2] - hand["wrist_position_m"][2]) > 0.05
 
 

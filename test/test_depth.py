@@ -1,6 +1,8 @@
-"""Hands anchored on aligned depth (perception/depth.py), on synthetic RGB-D scenes with known
-truth: thick-skeleton hands rendered exactly (hamer_ros.testing), alone or through the stereo
-sensor model, an RGB placement that is off along the ray, and the 2D keypoints of the truth."""
+"""Hands anchored on aligned depth (perception/depth.py) by one scale about the camera origin, on
+synthetic RGB-D scenes whose truth is not the estimator's: hamer_ros.testing's own hand surface
+(tapered finger tubes, joint balls, a 26 mm palm plate; none of perception/'s constants), alone
+or through the stereo sensor model; the RGB hand off in size (the truth is it scaled about the
+camera origin), off in distance (moved along its wrist's ray), or both with shape noise."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,76 +10,103 @@ import dataclasses
 import numpy as np
 import pytest
 
-from hamer_ros.perception.camera import project_points
-from hamer_ros.perception.depth import anchor_on_depth, depth_to_metres, front_faces, joint_surface_points
-from hamer_ros.testing import (SensorModel, add_occluder, hand_in_view, render_mesh_depth, render_skeleton_depth,
-                               simulate_sensor, tube_mesh)
+from hamer_ros.perception.camera import fit_pose, project_points
+from hamer_ros.perception.depth import (FINGER_RADIUS, PALM_HALF_THICKNESS, TrackScales, anchor_on_depth,
+                                        depth_to_metres, front_faces, joint_surface_points)
+from hamer_ros.testing import (SensorModel, add_occluder, hand_in_view, hand_surface_mesh, render_mesh_depth,
+                               rotations_by, simulate_sensor, tube_mesh)
 
 K = np.array([[910.0, 0.0, 640.0], [0.0, 910.0, 360.0], [0.0, 0.0, 1.0]])
 SIZE = (1280, 720)
+TIPS = [4, 8, 12, 16, 20]
 QUIET = SensorModel(sigma_at_1m=0.0, quantum=0.0, p_edge_hole=0.0, p_flying=0.0, p_dark_hole=0.0,
                     misregistration=(0, 0))
 REAL = SensorModel()      # noise ∝ z², 1 mm steps, edge holes, flying pixels, (2, 1) px misregistration
 
 
-def placed_off(truth: np.ndarray, error: float) -> np.ndarray:
-    """The hand as RGB places it when its distance is off by `error` (a share): moved along the ray
-    through its centroid, so it still covers about the same pixels."""
-    return truth + error * truth.mean(0)
+def render(hands: np.ndarray, background: float | None = 2.5) -> tuple[np.ndarray, np.ndarray]:
+    """True depth and labels of hands [N,21,3] with the simulator's own surface."""
+    meshes = [hand_surface_mesh(h) for h in hands]
+    return render_mesh_depth([v for v, _ in meshes], [f for _, f in meshes], K, SIZE, background=background)
 
 
-def anchor(placed: np.ndarray, keypoints: np.ndarray, depth: np.ndarray):
-    """(anchored joints [21,3], DepthAnchor) of one hand placed from RGB, joints-only mode."""
-    a = anchor_on_depth([joint_surface_points(placed[None])[0]], placed[None], keypoints[None], depth, K)
-    return placed + a.shift[0], a
-
-
-def pixels(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Integer (u, v) of the points that project inside the image."""
-    u, v = np.rint(project_points(points, K)).astype(int).T
-    inside = (u >= 0) & (u < SIZE[0]) & (v >= 0) & (v < SIZE[1])
-    return u[inside], v[inside]
-
-
-def scene(seed: int, distance: float,
-          model: SensorModel = QUIET) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(truth [21,3], sensor depth, true depth, labels) of one hand `distance` away before a wall."""
+def scene(seed: int, distance: float, model: SensorModel = QUIET, background: float | None = 2.5):
+    """(truth [21,3], sensor depth, true depth, labels, rng) of one hand `distance` away."""
     rng = np.random.default_rng(seed)
     truth = hand_in_view(rng, distance, K, SIZE)
-    depth_true, labels = render_skeleton_depth(truth[None], K, SIZE)
-    return truth, simulate_sensor(depth_true, rng, model, labels=labels), depth_true, labels
+    depth_true, labels = render(truth[None], background)
+    return truth, simulate_sensor(depth_true, rng, model, labels=labels), depth_true, labels, rng
 
 
-# --- the skin the camera sees ------------------------------------------------------------------
-
-def test_skin_points_lie_on_the_rendered_skin():
-    # the exact depth of the capsule hand where each skin point projects: equal for the points
-    # nothing else covers (a finger's axis is FINGER_RADIUS / sin(ray, bone) behind its skin)
-    offsets = []
-    for seed in range(20):
-        truth, _, depth_true, _ = scene(seed, 0.6)
-        skin = joint_surface_points(truth[None])[0]
-        u, v = np.rint(project_points(skin, K)).astype(int).T      # the whole hand is in view
-        offsets.append(depth_true[v, u] - skin[:, 2])
-    offsets = np.concatenate(offsets)
-    on_skin = np.abs(offsets) < 0.003        # the rest: another finger in front, the palm's rim
-    assert on_skin.mean() > 0.6
-    assert abs(np.median(offsets)) < 0.0005
-    assert abs(np.mean(offsets[on_skin])) < 0.0005
+def anchor(placed: np.ndarray, depth: np.ndarray):
+    """(anchored joints [21,3], DepthAnchor) of one hand placed from RGB, joints-only mode."""
+    a = anchor_on_depth([joint_surface_points(placed[None])[0]], depth, K)
+    return placed * a.scale[0], a
 
 
-def test_skin_points_are_in_front_of_the_joints():
-    truth, *_ = scene(0, 0.8)
+def smaller(truth: np.ndarray, size: float) -> np.ndarray:
+    """The network's hand when the truth is it scaled by `size` about the camera origin."""
+    return truth / size
+
+
+def errors_mm(joints: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(wrist, mean fingertip) error in mm."""
+    return (1000 * float(np.linalg.norm(joints[0] - truth[0])),
+            1000 * float(np.linalg.norm(joints[TIPS] - truth[TIPS], axis=1).mean()))
+
+
+# --- the geometry of the anchor ----------------------------------------------------------------
+
+@pytest.mark.parametrize("dist", [None, np.array([0.12, -0.25, 0.001, -0.002, 0.08])])
+def test_scaling_about_the_camera_keeps_every_projection(dist):
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        hand = hand_in_view(rng, rng.uniform(0.3, 1.5), K, SIZE)
+        for s in (0.75, 0.9, 1.13, 1.3):
+            np.testing.assert_allclose(project_points(hand * s, K, dist), project_points(hand, K, dist),
+                                       rtol=0, atol=1e-9)
+
+
+def test_skin_points_are_a_finger_radius_from_the_bones_and_the_palm_plane():
+    rng = np.random.default_rng(1)
+    truth = hand_in_view(rng, 0.8, K, SIZE)
     skin = joint_surface_points(truth[None])[0]
-    assert skin.shape == (87, 3)
-    # each moved toward the camera along its own ray, by a finger's radius to twice that
-    along = np.linalg.norm(skin, axis=1)
-    ray = skin / along[:, None]
-    assert np.all(np.linalg.norm(np.cross(ray, skin), axis=1) < 1e-12)
-    bone_mid = (truth[[1, 2, 3, 5, 6, 7, 9, 10, 11, 13, 14, 15, 17, 18, 19]] +
-                truth[[2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 16, 18, 19, 20]]) / 2
-    gap = np.linalg.norm(bone_mid, axis=1) - along[2:75:5]
-    assert np.all((gap > 0.009 - 1e-9) & (gap < 0.018 + 1e-9))
+    assert skin.shape == (171, 3)
+    # each moved toward the camera along its own ray (so it projects where the point it came from does)
+    assert np.all(np.linalg.norm(skin, axis=1) < np.linalg.norm(truth, axis=1).max())
+    bones = [(k, k + 1) for k in range(1, 20) if k % 4 != 0]
+    ray = skin / np.linalg.norm(skin, axis=1, keepdims=True)
+    for i, (a, b) in enumerate(bones):       # 10 points per bone, in this order
+        axis = (truth[b] - truth[a]) / np.linalg.norm(truth[b] - truth[a])
+        rel = skin[10 * i:10 * i + 10] - truth[a]
+        off_axis = np.linalg.norm(rel - (rel @ axis)[:, None] * axis, axis=1)
+        # r / sin(ray, bone) along the ray is exactly r off the axis; a ray grazing the bone
+        # (sin < 0.5) is moved 2r, so less
+        sin = np.linalg.norm(np.cross(ray[10 * i:10 * i + 10], axis), axis=1)
+        np.testing.assert_allclose(off_axis, FINGER_RADIUS * sin / np.maximum(sin, 0.5), rtol=0, atol=1e-9)
+    for t, tri in enumerate([(0, 5, 9), (0, 9, 13), (0, 13, 17)]):
+        p = truth[list(tri)]
+        n = np.cross(p[1] - p[0], p[2] - p[0])
+        n /= np.linalg.norm(n)
+        pts = skin[150 + 7 * t:157 + 7 * t]
+        cos = np.abs(ray[150 + 7 * t:157 + 7 * t] @ n)
+        np.testing.assert_allclose(np.abs((pts - p[0]) @ n), PALM_HALF_THICKNESS * cos / np.maximum(cos, 0.5),
+                                   rtol=0, atol=1e-9)
+
+
+def test_skin_points_lie_near_an_independent_hands_skin():
+    # the estimator's skin model against the simulator's hand (tapered fingers, a 26 mm palm): where
+    # nothing covers the point, the rendered skin is a few mm away at most, and not biased
+    offsets = []
+    for seed in range(15):
+        truth, _, depth_true, labels, _ = scene(seed, 0.6)
+        skin = joint_surface_points(truth[None])[0]
+        u, v = np.rint(project_points(skin, K)).astype(int).T
+        offsets.append((depth_true[v, u] - skin[:, 2])[labels[v, u] == 0])
+    offsets = np.concatenate(offsets)
+    near = np.abs(offsets) < 0.006
+    assert near.mean() > 0.6
+    assert abs(np.median(offsets)) < 0.002
 
 
 def test_front_faces_of_a_closed_mesh_either_winding():
@@ -90,63 +119,85 @@ def test_front_faces_of_a_closed_mesh_either_winding():
     np.testing.assert_allclose(front_faces(corners, faces[:, ::-1]), seen)
 
 
-# --- accuracy ----------------------------------------------------------------------------------
+# --- accuracy, per error model -----------------------------------------------------------------
 
-@pytest.mark.parametrize("distance, model, median_mm, worst_mm", [
-    (0.4, QUIET, 1.5, 4.0), (1.0, QUIET, 1.5, 5.0), (0.4, REAL, 2.5, 5.0), (1.0, REAL, 2.5, 5.0)])
-def test_a_hand_placed_off_along_its_ray_lands_on_its_true_distance(distance, model, median_mm, worst_mm):
-    wrist_mm, rgb_mm = [], []
-    for seed in range(12):
-        truth, depth, *_ = scene(seed, distance, model)
-        placed = placed_off(truth, (-0.1, 0.1)[seed % 2])
-        joints, a = anchor(placed, project_points(truth, K), depth)
+def rgb_hand(rng: np.random.Generator, truth: np.ndarray, model: str) -> np.ndarray:
+    """The RGB hand under an error model, posed by fit_pose on the truth's keypoints (2 px noise)
+    as the pipeline places it: 'size' (the truth is the network's hand x 0.75-1.3 about the camera
+    origin), 'distance' (the right size, then moved by a 5 % (sigma) distance error along its
+    wrist's ray: the hand's position is off in distance), 'mix' (both, with
+    8 deg of rotation and 4 mm per-joint shape noise about the wrist)."""
+    size = rng.uniform(0.75, 1.3) if model in ("size", "mix") else 1.0
+    turn = rotations_by(rng, 1, 8.0)[0] if model == "mix" else np.eye(3)
+    noise = rng.normal(0, 0.004, truth.shape) * (np.arange(21) > 0)[:, None] if model == "mix" else 0.0
+    net = (truth - truth[0]) @ turn.T / size + noise
+    keypoints = project_points(truth, K) + rng.normal(0, 2.0, (21, 2))
+    R, t = fit_pose(net[None], keypoints[None], K, t0=(truth[0] / size)[None])
+    placed = net @ R[0].T + t[0]
+    if model in ("distance", "mix"):
+        placed = placed + rng.normal(0, 0.05) * placed[0]
+    return placed
+
+
+@pytest.mark.parametrize("model", ["size", "distance", "mix"])
+def test_each_error_model_lands_within_the_targets(model):
+    """Targets: median wrist <= 5 mm, p90 <= 10 mm, median fingertips <= 8 mm. Under 'mix' the
+    RGB hand's own shape noise is an error no scale along the rays can remove: there the
+    fingertips are held to what the best scale for the whole hand (least squares against the
+    truth's joints) achieves, plus 2 mm."""
+    wrist, tips, rgb, floor_tips = [], [], [], []
+    for seed in range(30):
+        truth, depth, _, _, rng = scene(seed, 0.3 + 1.2 * seed / 29, REAL)
+        placed = rgb_hand(rng, truth, model)
+        joints, a = anchor(placed, depth)
         assert a.used[0] and a.samples[0] >= 8
-        wrist_mm.append(1000 * np.linalg.norm(joints[0] - truth[0]))
-        rgb_mm.append(1000 * np.linalg.norm(placed[0] - truth[0]))
-    assert np.median(wrist_mm) < median_mm and max(wrist_mm) < worst_mm, wrist_mm
-    assert min(rgb_mm) > 30       # so it is the depth that put them there
+        w, t = errors_mm(joints, truth)
+        wrist.append(w)
+        tips.append(t)
+        rgb.append(errors_mm(placed, truth)[0])
+        floor_tips.append(errors_mm(placed * np.sum(placed * truth) / np.sum(placed * placed), truth)[1])
+    assert np.median(wrist) <= 5.0 and np.percentile(wrist, 90) <= 10.0, wrist
+    # 'mix': 4 mm of shape noise per joint leaves ~7 mm at the fingertips even at the best scale;
+    # depth may add at most 2 mm to that (measured: 1.5 mm)
+    assert np.median(tips) <= (8.0 if model != "mix" else np.median(floor_tips) + 2.0), (tips, floor_tips)
+    assert np.median(rgb) > 15.0          # so it is the depth that put them there
 
 
-def test_the_direction_still_comes_from_the_keypoints():
+def test_a_hand_too_small_by_a_quarter_lands_exactly_on_exact_depth():
     truth, depth, *_ = scene(3, 0.8, QUIET)
-    keypoints = project_points(truth, K)
-    joints, a = anchor(placed_off(truth, 0.15), keypoints, depth)
-    assert a.used[0]
-    assert np.sqrt(np.mean(np.sum((project_points(joints, K) - keypoints) ** 2, -1))) < 0.5     # px
+    joints, a = anchor(smaller(truth, 1.25), depth)
+    assert a.scale[0] == pytest.approx(1.25, rel=0.01)
+    assert errors_mm(joints, truth)[0] < 5.0
+    np.testing.assert_allclose(project_points(joints, K), project_points(truth, K), atol=1e-9)   # rays kept
 
 
 @pytest.mark.parametrize("seed", [1, 2, 4])
 def test_residual_says_how_well_depth_agreed(seed):
-    # the spread of depth about the anchored surface: small on exact depth, the sensor's σ on noisy
-    truth, clean, depth_true, _ = scene(seed, 1.2, QUIET)
+    # the spread of depth about the anchored surface grows with the sensor's noise
+    truth, clean, depth_true, _, _ = scene(seed, 1.2, QUIET)
     sigma = 0.0036 * 1.2 ** 2
     noisy = simulate_sensor(depth_true, np.random.default_rng(0), dataclasses.replace(QUIET, sigma_at_1m=0.0036))
-    placed, keypoints = placed_off(truth, 0.1), project_points(truth, K)
-    r_clean, r_noisy = anchor(placed, keypoints, clean)[1].residual[0], anchor(placed, keypoints, noisy)[1].residual[0]
-    assert r_clean < 0.6 * sigma
+    placed = smaller(truth, 1.1)
+    r_clean, r_noisy = anchor(placed, clean)[1].residual[0], anchor(placed, noisy)[1].residual[0]
     assert r_clean < r_noisy and 0.5 * sigma < r_noisy < 1.5 * np.hypot(sigma, r_clean)
 
 
 def test_a_mesh_hand_is_anchored_on_its_front_faces():
-    rng = np.random.default_rng(5)
-    truth = hand_in_view(rng, 0.7, K, SIZE)
-    verts, faces = tube_mesh(truth)
-    depth = simulate_sensor(render_mesh_depth(verts[None], faces, K, SIZE)[0], rng, REAL)
-    shift = 0.08 * truth.mean(0)
-    a = anchor_on_depth([front_faces(verts + shift, faces)], (truth + shift)[None], project_points(truth, K)[None],
-                        depth, K)
-    assert a.used[0]
-    assert np.linalg.norm(truth[0] + shift + a.shift[0] - truth[0]) < 0.004
+    # the network's mesh: constant-radius tubes about its joints, a surface unlike the scene's
+    truth, depth, _, _, rng = scene(5, 0.7, REAL)
+    placed = smaller(truth, 0.85)
+    verts, faces = tube_mesh(placed)
+    a = anchor_on_depth([front_faces(verts, faces)], depth, K)
+    assert a.used[0] and a.scale[0] == pytest.approx(0.85, rel=0.012)
 
 
 def test_16uc1_millimetres_and_32fc1_metres_anchor_alike():
     truth, depth, *_ = scene(6, 0.9, REAL)
     mm = np.where(np.isfinite(depth), np.rint(depth * 1000), 0).astype(np.uint16)
     metres = np.where(np.isfinite(depth), depth, 0.0).astype(np.float32)
-    placed, keypoints = placed_off(truth, 0.1), project_points(truth, K)
-    a_mm = anchor(placed, keypoints, depth_to_metres(mm, 0.001))[0]
-    a_m = anchor(placed, keypoints, depth_to_metres(metres))[0]
-    np.testing.assert_allclose(a_mm, a_m, atol=0.001)
+    placed = smaller(truth, 1.1)
+    np.testing.assert_allclose(anchor(placed, depth_to_metres(mm, 0.001))[0], anchor(placed, depth_to_metres(metres))[0],
+                               atol=0.001)
 
 
 def test_depth_to_metres_marks_what_is_no_measurement():
@@ -162,17 +213,16 @@ def test_depth_to_metres_marks_what_is_no_measurement():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_an_object_held_in_front_of_the_hand_is_not_the_hand(seed):
-    rng = np.random.default_rng(100 + seed)
-    truth = hand_in_view(rng, rng.uniform(0.4, 1.2), K, SIZE)
-    depth_true, labels = render_skeleton_depth(truth[None], K, SIZE)
+    truth, _, depth_true, labels, rng = scene(100 + seed, 0.4 + 0.15 * seed)
     v, u = np.nonzero(labels == 0)
-    box = (u.min() - 5, v.min() - 5, np.median(u), v.max() + 5)      # the hand's left half, 5 cm in front
-    depth_true, labels = add_occluder(depth_true, labels, box, truth[:, 2].min() - 0.05)
-    assert (labels == 0).sum() < 0.6 * len(u)                          # it hides a good part of the hand
+    left = np.percentile(u, 2)
+    box = (left - 5, v.min() - 5, left + rng.uniform(0.30, 0.45) * (u.max() - left), v.max() + 5)
+    depth_true, labels = add_occluder(depth_true, labels, box, truth[:, 2].min() - rng.uniform(0.04, 0.08))
+    assert (labels == 0).sum() < 0.8 * len(u)                          # it hides a good part of the hand
     depth = simulate_sensor(depth_true, rng, REAL, labels=labels)
-    joints, a = anchor(placed_off(truth, 0.1), project_points(truth, K), depth)
+    joints, a = anchor(smaller(truth, 1.15), depth)
     assert a.used[0]
-    assert abs(joints[0, 2] - truth[0, 2]) < 0.008            # the hand's distance, not the object's
+    assert errors_mm(joints, truth)[0] < 8.0                           # the hand's distance, not the object's
 
 
 def test_the_other_hand_in_front_is_not_this_hand():
@@ -180,60 +230,86 @@ def test_the_other_hand_in_front_is_not_this_hand():
     far = hand_in_view(rng, 0.9, K, SIZE, margin=200)
     near = far - far.mean(0) + far.mean(0) * (0.75 / 0.9) + np.array([0.02, 0.0, 0.0])   # 15 cm in front, overlapping
     hands = np.stack([far, near])
-    depth = simulate_sensor(*render_skeleton_depth(hands, K, SIZE)[:1], rng, REAL,
-                            labels=render_skeleton_depth(hands, K, SIZE)[1])
-    placed = np.stack([placed_off(far, 0.1), placed_off(near, -0.1)])
-    keypoints = project_points(hands, K)
-    a = anchor_on_depth(list(joint_surface_points(placed)), placed, keypoints, depth, K)
+    depth_true, labels = render(hands)
+    depth = simulate_sensor(depth_true, rng, REAL, labels=labels)
+    placed = np.stack([smaller(far, 1.2), smaller(near, 0.8)])
+    a = anchor_on_depth(list(joint_surface_points(placed)), depth, K)
     assert a.used.all()
-    np.testing.assert_allclose((placed + a.shift[:, None])[:, 0, 2], hands[:, 0, 2], atol=0.008)
+    np.testing.assert_allclose((placed * a.scale[:, None, None])[:, 0], hands[:, 0], atol=0.008)
 
 
 def test_the_background_past_the_hands_edges_is_not_the_hand():
     # placed 15 mm off sideways (a poor 2D fit): some samples miss the fingers and see a wall 40 cm behind
     rng = np.random.default_rng(8)
     truth = hand_in_view(rng, 0.6, K, SIZE)
-    depth_true, labels = render_skeleton_depth(truth[None], K, SIZE, background=truth[:, 2].max() + 0.4)
+    depth_true, labels = render(truth[None], background=truth[:, 2].max() + 0.4)
     depth = simulate_sensor(depth_true, rng, REAL, labels=labels)
-    placed = placed_off(truth, 0.1) + np.array([0.015, 0.0, 0.0])
-    joints, a = anchor(placed, project_points(truth, K), depth)
-    u, v = pixels(joint_surface_points(placed[None])[0])
+    placed = smaller(truth, 1.1) + np.array([0.015, 0.0, 0.0])
+    joints, a = anchor(placed, depth)
+    u, v = np.rint(project_points(joint_surface_points(placed[None])[0], K)).astype(int).T
     assert (labels[v, u] == -1).sum() >= 8                     # the wall is seen, as a cluster of its own
-    assert a.used[0] and abs(joints[0, 2] - truth[0, 2]) < 0.01
+    # on the wall the hand would be ~1.7x farther; on itself it is within the 2D misfit's reach
+    assert a.used[0] and abs(np.linalg.norm(joints[0]) - np.linalg.norm(truth[0])) < 0.02
 
 
-def test_a_flat_depth_far_from_the_rgb_distance_still_moves_the_hand():
-    # depth is the measurement: a hand RGB put at 0.6 m that depth sees at 1.2 m goes to 1.2 m (its
-    # visible skin's median does; the median of all its skin points lies within the hand's relief)
+def test_a_flat_depth_at_another_distance_still_moves_the_hand():
+    # depth is the measurement: a hand RGB put at 0.6 m that depth sees at 0.7 m goes there
     truth, *_ = scene(9, 0.6)
     skin = joint_surface_points(truth[None])[0]
-    depth = np.full(SIZE[::-1], 1.2, np.float32)
-    joints, a = anchor(truth, project_points(truth, K), depth)
+    joints, a = anchor(truth, np.full(SIZE[::-1], 0.7, np.float32))
     assert a.used[0]
-    assert np.median(skin[:, 2] + a.shift[0, 2]) == pytest.approx(1.2, abs=0.015)
+    moved = skin[:, 2] * a.scale[0]
+    assert moved.min() < 0.7 < moved.max()         # the hand's relief about 0.7 m
     assert a.residual[0] > 0.003       # but a flat surface is not the hand's shape, and the residual says so
+
+
+@pytest.mark.parametrize("wall", [0.25, 2.5])
+def test_depth_that_no_hand_fits_is_not_taken(wall):
+    # a hand 0.6 m away from RGB cannot be 2.4x smaller or 4x larger: depth shows something else
+    truth, *_ = scene(9, 0.6)
+    joints, a = anchor(truth, np.full(SIZE[::-1], wall, np.float32))
+    assert not a.used[0] and a.scale[0] == 1.0
+    np.testing.assert_array_equal(joints, truth)
 
 
 # --- too little depth: the RGB placement stays -------------------------------------------------
 
 def test_no_depth_keeps_the_rgb_placement():
     truth, *_ = scene(10, 0.8)
-    placed = placed_off(truth, 0.1)
+    placed = smaller(truth, 1.1)
     for depth in (np.full(SIZE[::-1], np.nan, np.float32),                 # all holes
                   np.where(np.random.default_rng(0).random(SIZE[::-1]) < 0.995, np.nan, 0.8).astype(np.float32)):
-        joints, a = anchor(placed, project_points(truth, K), depth)
-        assert not a.used[0] and a.samples[0] == 0 and np.isnan(a.residual[0])
+        joints, a = anchor(placed, depth)
+        assert not a.used[0] and a.samples[0] == 0 and np.isnan(a.residual[0]) and a.scale[0] == 1.0
         np.testing.assert_array_equal(joints, placed)
 
 
 def test_a_hand_outside_the_depth_image_keeps_the_rgb_placement():
     truth, depth, *_ = scene(11, 0.8)
     off_image = truth + np.array([3.0, 0.0, 0.0])           # 3 m to the right: projects past the image
-    joints, a = anchor(off_image, project_points(off_image, K), depth)
+    joints, a = anchor(off_image, depth)
     assert not a.used[0]
     np.testing.assert_array_equal(joints, off_image)
 
 
 def test_no_hands():
-    a = anchor_on_depth([], np.zeros((0, 21, 3)), np.zeros((0, 21, 2)), np.ones((4, 4), np.float32), K)
-    assert a.shift.shape == (0, 3) and a.used.shape == (0,)
+    a = anchor_on_depth([], np.ones((4, 4), np.float32), K)
+    assert a.scale.shape == (0,) and a.used.shape == (0,)
+
+
+# --- a track's size ----------------------------------------------------------------------------
+
+def test_a_tracks_scale_is_a_robust_median_of_its_recent_frames():
+    scales = TrackScales()
+    assert scales.get(1) is None and len(scales) == 0
+    for s in [1.2] * 10 + [0.5, 3.0]:          # two bad frames do not move it
+        scales.add(1, s)
+    scales.add(2, 0.9)
+    assert scales.get(1) == pytest.approx(1.2) and scales.get(2) == pytest.approx(0.9)
+    for _ in range(40):                        # a slow estimate that still follows a lasting change
+        scales.add(1, 1.0)
+    assert scales.get(1) == pytest.approx(1.0)
+    scales.keep_only({2})
+    assert scales.get(1) is None and scales.get(2) == pytest.approx(0.9)
+    scales.clear()
+    assert len(scales) == 0

@@ -254,3 +254,39 @@ def test_mesh_shape_is_averaged_per_track(tiny_model, monkeypatch):
     monkeypatch.setattr(pipe.engine, "decode", decode)
     got = [pipe(frame(), K, stamp=k / 30)[0].betas for k in range(3)]
     np.testing.assert_allclose([b[0] for b in got], [1.0, 2.0, 2.0], atol=1e-6)     # running means
+
+
+def test_a_tracks_size_from_depth_places_it_through_frames_without_depth():
+    """Depth scales the hand along its rays (placement rgbd, its scale published); frames without
+    usable depth use the track's size from earlier frames (rgbd-held) instead of jumping back to
+    the RGB distance; a fresh start forgets it. The depth is an independent hand surface's."""
+    from hamer_ros.testing import hand_in_view, hand_surface_mesh, render_mesh_depth
+    rng = np.random.default_rng(2)
+    truth = hand_in_view(rng, 0.6, K, (W, H), margin=40)
+    det = landmark_detection(truth)
+    det.world_joints = det.world_joints / 1.2         # the network's hand is 1.2x too small: placed too near
+    verts, faces = hand_surface_mesh(truth)
+    depth = render_mesh_depth(verts[None], faces, K, (W, H))[0]
+    no_hand = np.full((H, W), 2.5, np.float32)        # depth that shows a wall, not the hand
+
+    (rgb,) = HandPipeline(PipelineConfig(device="cpu", filter=False), detector=SequenceDetector([[det]]))(
+        frame(), K, stamp=0.0)
+    assert rgb.placement == "rgb" and rgb.scale == 1.0 and np.isnan(rgb.depth_residual)
+    assert np.linalg.norm(rgb.joints[0] - truth[0]) > 0.05
+
+    pipe = HandPipeline(PipelineConfig(device="cpu", filter=False), detector=SequenceDetector([[det]]))
+    depths = [depth] * 5 + [None, no_hand, None]
+    out = [pipe(frame(), K, stamp=k / 30, depth=d)[0] for k, d in enumerate(depths)]
+    on, held = out[:5], out[5:]
+    assert all(h.placement == "rgbd" for h in on) and all(h.placement == "rgbd-held" for h in held)
+    assert on[0].scale == pytest.approx(1.2, rel=0.02) and np.isfinite(on[0].depth_residual)
+    for h in held:
+        assert h.scale == pytest.approx(np.median([o.scale for o in on]))
+        assert np.linalg.norm(h.joints[0] - truth[0]) < 0.006
+        assert np.isnan(h.depth_residual)
+    for h in out:      # the rays stay: scaled about the camera, every joint projects where RGB put it
+        np.testing.assert_allclose(project_points(h.joints, K), project_points(rgb.joints, K), atol=1e-6)
+        assert h.reprojection_error == pytest.approx(rgb.reprojection_error)
+    pipe.reset_tracking()
+    (fresh,) = pipe(frame(), K, stamp=0.0)
+    assert fresh.placement == "rgb" and fresh.scale == 1.0

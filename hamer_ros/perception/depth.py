@@ -1,48 +1,61 @@
-"""Hands anchored on an aligned depth image (RGB-D cameras): depth sets each hand's distance, its
-2D keypoints set the direction.
+"""Hands anchored on an aligned depth image (RGB-D cameras): the image fixes the rays, depth fixes
+the distance along them.
 
-From one RGB image a hand's distance is only as good as its predicted size; an aligned depth image
-measures it. Per hand, the surface points of its RGB placement (mesh mode: the mesh's front faces;
-out-of-the-box mode: the joints moved onto the skin, and the palm) are projected into the depth
-image. A sample is trusted when the depth there is valid and locally smooth (silhouettes, flying
-pixels and a colour/depth misregistration show as a depth step in the neighbourhood), and when it
-belongs to the hand's cluster of depth-minus-surface offsets: an object in the hand or the other
-hand in front of it form clusters of their own, nearer to the camera, so the farthest
-well-supported cluster is the hand (unless it is far behind the largest one: the background).
-Its median offset moves the hand to its measured distance, and the translation across the ray is
-fitted again to the keypoints at that distance. Too few trusted samples: the RGB placement stays.
+One image cannot tell a small near hand from a large far one: both project alike, so the main
+error of a hand placed from RGB is its size, and its distance is wrong by the same factor. Depth
+measures that factor. Per hand, the surface points of its RGB placement (mesh mode: the mesh's
+front faces; out-of-the-box mode: the joints moved onto the skin, and the palm) are projected
+into the depth image. A sample is trusted when the depth there is valid and locally smooth
+(silhouettes, flying pixels and a colour/depth misregistration show as a depth step in the
+neighbourhood), and when it belongs to the hand's cluster of measured-to-predicted depth ratios:
+an object in the hand or the other hand in front of it form clusters of their own, nearer to the
+camera, so the farthest well-supported cluster is the hand (unless it is far behind the largest
+one: the background). Its median ratio scales the whole hand about the camera origin, which
+keeps every projection, and so the 2D fit, exactly where it was. Too few trusted samples, or a
+scale no hand has (SCALE_RANGE): the RGB placement stays (the pipeline may then use the track's
+scale).
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from .camera import _dist_or_none, _normalised_observations, project_points
+from .camera import _dist_or_none, project_points
 
-FINGER_RADIUS = 0.009     # m, of a finger about its bones' axis, and half the palm's thickness
+FINGER_RADIUS = 0.009     # m, of a finger about its bones' axis
+PALM_HALF_THICKNESS = 0.012   # m, from the palm's middle plane to its skin (adult hands: 24-30 mm thick there)
 MIN_SAMPLES = 8           # trusted samples needed to anchor a hand
 MIN_FRACTION = 0.15       # ... and this share of the samples that saw valid depth
 OCCLUDER_GAP = 0.2        # m, the farthest in front of a hand an object held in it or the other hand is taken to be
-MAX_SAMPLES = 120         # more add nothing to a median and cost O(n²) in the coverage test and the clustering
+MAX_SAMPLES = 200         # more add nothing to a median and cost O(n²) in the coverage test and the clustering
 NEIGHBOURHOOD = 2         # px: a sample's depth must be smooth over (2·2+1)² pixels
 STEP = 0.015              # m, a larger depth step in that neighbourhood is an edge, not the hand
 CLUSTER = 0.012           # m, half-width of the offset cluster at 0 noise
 NOISE_AT_1M = 0.004       # m, depth noise scale of a stereo camera (σ ≈ this · z²), widens the gates
-HUBER_PX = 3.0            # px, keypoints farther off than this weigh less in the lateral fit
 _MAD_TO_SIGMA = 1.4826    # a median absolute deviation as the σ of Gaussian noise
+SCALE_WINDOW = 30         # a track's size is the median of its last this many measured scales
+# A hand placed from RGB is off in size by less than this (people's hands differ by about ±25 %
+# from the networks' average hand): depth that asks for more shows something else, e.g. a wall
+# where the hand is not, or a depth image that is not aligned.
+SCALE_RANGE = (0.6, 1.6)
 _FINGER_BONES = np.array([(k, k + 1) for k in range(1, 21) if k % 4 != 0])
-_ALONG_BONE = np.array([0.1, 0.3, 0.5, 0.7, 0.9])
+_ALONG_BONE = np.linspace(0.05, 0.95, 10)    # dense enough that half the image lost to holes leaves plenty
+# palm points as barycentric weights of each palm triangle: its middle, and around it
+_PALM_WEIGHTS = np.array([(1, 1, 1), (4, 1, 1), (1, 4, 1), (1, 1, 4), (2, 2, 1), (2, 1, 2), (1, 2, 2)], float)
+_PALM_WEIGHTS /= _PALM_WEIGHTS.sum(1, keepdims=True)
 PALM_TRIANGLES = np.array([(0, 5, 9), (0, 9, 13), (0, 13, 17)])   # the palm between the wrist and the knuckles
 
 
 @dataclass
 class DepthAnchor:
-    """Per hand: the shift that anchors it on the depth image, and how well depth agreed."""
+    """Per hand: the scale about the camera origin that anchors it on the depth image, and how
+    well depth agreed."""
 
-    shift: np.ndarray        # [N,3] m, add to every point of the hand (zeros where not used)
+    scale: np.ndarray        # [N], multiply every point of the hand by it (1 where not used)
     used: np.ndarray         # [N] bool: the hand was placed on depth
-    residual: np.ndarray     # [N] m, robust spread of depth - surface over the trusted samples (NaN: not used)
+    residual: np.ndarray     # [N] m, robust spread of depth - scaled surface over the trusted samples (NaN: not used)
     samples: np.ndarray      # [N] int, trusted samples
 
 
@@ -60,24 +73,25 @@ def depth_to_metres(depth: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 
 def joint_surface_points(joints: np.ndarray) -> np.ndarray:
-    """[N,87,3] points on the skin the camera sees, from joints [N,21,3]: along each finger bone
-    (a cylinder of FINGER_RADIUS about it) and across the palm (a slab of that half-thickness),
-    each moved toward the camera to where its ray enters the skin: r / sin(ray, bone) in front
-    of a bone's axis, r / cos(ray, palm normal) in front of the palm's middle plane. A constant
-    offset would put tilted fingers, whose skin lies farther in front, a few mm too far."""
+    """[N,171,3] points on the skin the camera sees, from joints [N,21,3]: along each finger bone
+    (a cylinder of FINGER_RADIUS about it) and across the palm (a slab PALM_HALF_THICKNESS either
+    side of its middle plane), each moved toward the camera to where its ray enters the skin:
+    r / sin(ray, bone) in front of a bone's axis, r / cos(ray, palm normal) in front of the palm's
+    middle plane. A constant offset would put tilted fingers, whose skin lies farther in front, a
+    few mm too far."""
     j = np.asarray(joints, np.float64)
     a, b = j[:, _FINGER_BONES[:, 0]], j[:, _FINGER_BONES[:, 1]]
     bone_pts = (a[:, :, None] + _ALONG_BONE[:, None] * (b - a)[:, :, None]).reshape(len(j), -1, 3)
     bone_axis = np.repeat(_unit(b - a), len(_ALONG_BONE), axis=1)
     bone_sin = np.sqrt(np.maximum(1.0 - np.sum(bone_axis * _unit(bone_pts), axis=-1) ** 2, 0.0))
     tri = j[:, PALM_TRIANGLES]                                       # [N,3,3,3]
-    centre = tri.mean(2, keepdims=True)
-    palm_pts = np.concatenate([centre, (centre + tri) / 2], axis=2)    # the middle and halfway to each corner
+    palm_pts = np.einsum("pc,nkcd->nkpd", _PALM_WEIGHTS, tri)
     normal = _unit(np.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]))[:, :, None]
     palm_cos = np.abs(np.sum(normal * _unit(palm_pts), axis=-1)).reshape(len(j), -1)
     pts = np.concatenate([bone_pts, palm_pts.reshape(len(j), -1, 3)], axis=1)
     # a ray grazing a finger (or the palm) at under 30 deg meets its end or another part first
-    offset = FINGER_RADIUS / np.maximum(np.concatenate([bone_sin, palm_cos], axis=1), 0.5)
+    radius = np.concatenate([np.full(bone_sin.shape, FINGER_RADIUS), np.full(palm_cos.shape, PALM_HALF_THICKNESS)], 1)
+    offset = radius / np.maximum(np.concatenate([bone_sin, palm_cos], axis=1), 0.5)
     return pts - offset[..., None] * _unit(pts)
 
 
@@ -101,9 +115,11 @@ def _uncovered(points: np.ndarray, uv: np.ndarray, focal: float, tol: float) -> 
     """Mask of the points no other part of the hand covers: none lies more than `tol` nearer
     within a finger's radius of it in the image (a finger in front of the palm or of another
     finger is what the depth camera measures there, not the point behind it)."""
-    radius_px = FINGER_RADIUS * focal / points[:, 2]
-    du, dv = uv[:, 0, None] - uv[None, :, 0], uv[:, 1, None] - uv[None, :, 1]
-    covers = (du * du + dv * dv < radius_px[None] ** 2) & (points[None, :, 2] < points[:, None, 2] - tol)
+    z = points[:, 2].astype(np.float32)
+    radius_px = (FINGER_RADIUS * focal / z) ** 2
+    u, v = uv[:, 0].astype(np.float32), uv[:, 1].astype(np.float32)   # float32 halves the O(n²) work
+    du, dv = np.subtract.outer(u, u), np.subtract.outer(v, v)
+    covers = (du * du + dv * dv < radius_px[None]) & (z[None] < (z - np.float32(tol))[:, None])
     return ~covers.any(1)
 
 
@@ -127,22 +143,22 @@ def _sample(depth: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return value, step
 
 
-def _hand_cluster(offsets: np.ndarray, half_width: float, min_support: float) -> np.ndarray | None:
-    """Mask of the offsets that measure the hand, or None. Offsets group into clusters (each: the
+def _hand_cluster(values: np.ndarray, half_width: float, min_support: float, gap: float) -> np.ndarray | None:
+    """Mask of the values (depth ratios or values) that measure the hand, or None. They group into clusters (each: the
     sample with most neighbours within ±half_width, then everything near its neighbours'
     median): the hand, what covers part of it nearer to the camera (an object held in it, the
     other hand), and what shows past its edges farther away (the background). A camera sees
     nothing behind the hand where the hand is, so of the clusters with min_support samples the
-    hand is the farthest one — up to OCCLUDER_GAP behind the largest, beyond is background —
+    hand is the farthest one — up to `gap` behind the largest, beyond is background —
     however much of it is covered."""
-    free = np.ones(len(offsets), bool)
+    free = np.ones(len(values), bool)
     clusters: list[tuple[float, np.ndarray]] = []
     while free.sum() >= min_support:
-        rest = offsets[free]
+        rest = values[free]
         support = (np.abs(rest[:, None] - rest[None, :]) <= half_width).sum(1)
         seed = rest[np.argmax(support)]
         centre = float(np.median(rest[np.abs(rest - seed) <= half_width]))
-        members = free & (np.abs(offsets - centre) <= half_width)
+        members = free & (np.abs(values - centre) <= half_width)
         if members.sum() < min_support:
             break
         clusters.append((centre, members))
@@ -150,41 +166,21 @@ def _hand_cluster(offsets: np.ndarray, half_width: float, min_support: float) ->
     if not clusters:
         return None
     largest = clusters[0][0]      # found first: its seed had the most support
-    return max((c for c in clusters if c[0] <= largest + OCCLUDER_GAP), key=lambda c: c[0])[1]
+    return max((c for c in clusters if c[0] <= largest + gap), key=lambda c: c[0])[1]
 
 
-def _lateral_shift(joints: np.ndarray, obs: np.ndarray, dz: float, focal: float) -> np.ndarray:
-    """(s_x, s_y) that, with the hand moved by dz along z, put its joints [J,3] back on their
-    normalised observations [J,2]: a weighted least-squares fit in pixels, Huber-reweighted."""
-    qz = joints[:, 2] + dz
-    per_joint = obs * qz[:, None] - joints[:, :2]       # each joint's own estimate of the shift
-    ok = np.isfinite(per_joint).all(1) & (qz > 0)
-    per_joint = np.where(ok[:, None], per_joint, 0.0)
-    weight = ok / np.maximum(qz, 1e-6) ** 2             # a metre off at depth q is f/q pixels
-    s = (weight[:, None] * per_joint).sum(0) / weight.sum()
-    for _ in range(2):
-        err_px = focal * np.linalg.norm(per_joint - s, axis=1) / np.maximum(qz, 1e-6)
-        robust = weight * np.minimum(1.0, HUBER_PX / np.maximum(err_px, 1e-9))
-        s = (robust[:, None] * per_joint).sum(0) / robust.sum()
-    return s
-
-
-def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px: np.ndarray,
-                    depth: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None) -> DepthAnchor:
+def anchor_on_depth(surfaces: list[np.ndarray], depth: np.ndarray, K: np.ndarray,
+                    dist: np.ndarray | None = None) -> DepthAnchor:
     """Anchor N placed hands on an aligned depth image (float metres, NaN = no measurement, the
     colour image's size and intrinsics).
 
     surfaces: per hand [P,3] points on the skin the camera sees, as placed from RGB (mesh: the
-    front face centres, `front_faces`; joints only: `joint_surface_points`); joints [N,21,3] and
-    keypoints_px [N,21,2]: the hand's placed joints and the 2D keypoints they were fitted to."""
+    front face centres, `front_faces`; joints only: `joint_surface_points`)."""
     k = np.asarray(K, np.float64)
     d = _dist_or_none(dist)
     focal = float(np.sqrt(k[0, 0] * k[1, 1]))
     n = len(surfaces)
-    out = DepthAnchor(np.zeros((n, 3)), np.zeros(n, bool), np.full(n, np.nan), np.zeros(n, np.int64))
-    if n == 0:
-        return out
-    obs = _normalised_observations(np.asarray(keypoints_px, np.float64), k, d)
+    out = DepthAnchor(np.ones(n), np.zeros(n, bool), np.full(n, np.nan), np.zeros(n, np.int64))
     for i, pts in enumerate(surfaces):
         pts = np.asarray(pts, np.float64)
         pts = pts[pts[:, 2] > 0.05]
@@ -199,17 +195,46 @@ def anchor_on_depth(surfaces: list[np.ndarray], joints: np.ndarray, keypoints_px
         valid = np.isfinite(measured) & (step <= STEP + 3.0 * noise)
         if valid.sum() < MIN_SAMPLES:
             continue
-        offsets = measured[valid] - pts[valid, 2]
-        half_width = CLUSTER + 3.0 * float(np.median(noise[valid]))
-        inliers = _hand_cluster(offsets, half_width, max(MIN_SAMPLES, MIN_FRACTION * valid.sum()))
+        predicted = pts[valid, 2]
+        ratios = measured[valid] / predicted
+        # the gates in metres, as ratios at the hand's distance
+        z = float(np.median(predicted))
+        half_width = (CLUSTER + 3.0 * float(np.median(noise[valid]))) / z
+        inliers = _hand_cluster(ratios, half_width, max(MIN_SAMPLES, MIN_FRACTION * valid.sum()), OCCLUDER_GAP / z)
         if inliers is None:
             continue
-        dz = float(np.median(offsets[inliers]))
-        shift = np.array([*_lateral_shift(np.asarray(joints[i], np.float64), obs[i], dz, focal), dz])
-        if not np.isfinite(shift).all():
+        scale = float(np.median(ratios[inliers]))
+        if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
             continue
-        out.shift[i] = shift
+        out.scale[i] = scale
         out.used[i] = True
-        out.residual[i] = _MAD_TO_SIGMA * float(np.median(np.abs(offsets[inliers] - dz)))
+        misfit = measured[valid][inliers] - scale * predicted[inliers]
+        out.residual[i] = _MAD_TO_SIGMA * float(np.median(np.abs(misfit - np.median(misfit))))
         out.samples[i] = int(inliers.sum())
     return out
+
+
+class TrackScales:
+    """Each track's hand size relative to the network's hand, from the frames depth placed it on:
+    the median of its last SCALE_WINDOW scales (a person's hands do not change size, and a median
+    ignores the odd bad frame). A frame without usable depth places the track's hand with it."""
+
+    def __init__(self) -> None:
+        self._scales: dict[int, deque[float]] = {}
+
+    def add(self, track_id: int, scale: float) -> None:
+        self._scales.setdefault(track_id, deque(maxlen=SCALE_WINDOW)).append(float(scale))
+
+    def get(self, track_id: int) -> float | None:
+        seen = self._scales.get(track_id)
+        return float(np.median(seen)) if seen else None
+
+    def __len__(self) -> int:
+        return len(self._scales)
+
+    def keep_only(self, track_ids: set[int]) -> None:
+        for tid in [t for t in self._scales if t not in track_ids]:
+            del self._scales[tid]
+
+    def clear(self) -> None:
+        self._scales.clear()

@@ -14,7 +14,7 @@ from ..weights import WEIGHTS_HINT
 from .camera import (crop_keypoints_to_image, crop_ray_rotations, fit_pose, mirror_points, mirror_rotations,
                      refine_translation, reprojection_error, weak_perspective_to_translation)
 from .crop import crop_hands
-from .depth import anchor_on_depth, front_faces, joint_surface_points
+from .depth import TrackScales, anchor_on_depth, front_faces, joint_surface_points
 from .detect import HandDetector, make_detector
 from .engine import make_engine, to_host
 from .gpu_crop import crop_hands_torch, upload_frame
@@ -156,6 +156,7 @@ class HandPipeline:
                         if cfg.tracking else None)
         self.smoother = HandSmoother(filt, cfg.hold_time) if cfg.tracking and cfg.filter else None
         self._betas: dict[int, tuple[torch.Tensor, int]] = {}   # per track: running mean of MANO shape
+        self._scales = TrackScales()                             # per track: its size measured on depth
         self._last_stamp: float | None = None
 
     def reconfigure(self, **changes: Any) -> None:
@@ -190,6 +191,7 @@ class HandPipeline:
         if self.smoother is not None:
             self.smoother.reset()
         self._betas.clear()
+        self._scales.clear()
         self._last_stamp = None
         self.detector.reset()
 
@@ -218,9 +220,9 @@ class HandPipeline:
             hands = self._mesh_hands(image_rgb, detections, K, dist, times)
         else:
             hands = self._joint_hands(detections, K, dist, times)
-        if depth is not None and hands:
+        if hands and (depth is not None or self._scales):
             t = time.perf_counter()
-            _anchor_on_depth(hands, depth, K, dist)
+            self._place_on_depth(hands, depth, K, dist)
             times.extra["depth"] = _ms(t)
         if stamp is not None:
             t = time.perf_counter()
@@ -303,6 +305,30 @@ class HandPipeline:
         times.camera = _ms(t)
         return hands
 
+    def _place_on_depth(self, hands: list[Hand], depth: np.ndarray | None, K: np.ndarray,
+                        dist: np.ndarray | None) -> None:
+        """Scales the hands along their rays, in place: onto this frame's depth where it can place
+        them, else by their track's size measured on earlier frames; others keep their RGB placement."""
+        anchor = None
+        if depth is not None:
+            surfaces = [front_faces(h.vertices, h.faces) if h.vertices is not None
+                        else joint_surface_points(h.joints[None])[0] for h in hands]
+            anchor = anchor_on_depth(surfaces, depth, K, dist)
+        for i, h in enumerate(hands):
+            if anchor is not None and anchor.used[i]:
+                scale = float(anchor.scale[i])
+                h.placement, h.depth_residual = "rgbd", float(anchor.residual[i])
+                if h.track_id >= 0:
+                    self._scales.add(h.track_id, scale)
+            else:
+                held = self._scales.get(h.track_id) if h.track_id >= 0 else None
+                if held is None:
+                    continue
+                scale, h.placement = held, "rgbd-held"
+            _scale_about_camera(h, scale)
+        if self.tracker is not None:
+            self._scales.keep_only(set(self.tracker.track_ids))
+
     def _track_betas(self, betas: torch.Tensor, dets: list[Detection]) -> torch.Tensor:
         """Each track's running mean of its MANO shape (one person's hand does not change shape),
         kept on the device: no synchronisation."""
@@ -344,24 +370,14 @@ class HandPipeline:
         return hands
 
 
-def _anchor_on_depth(hands: list[Hand], depth: np.ndarray, K: np.ndarray, dist: np.ndarray | None) -> None:
-    """Move the hands that depth can place to their measured distance, in place; the others keep
-    their RGB placement."""
-    surfaces = [front_faces(h.vertices, h.faces) if h.vertices is not None else joint_surface_points(h.joints[None])[0]
-                for h in hands]
-    joints = np.stack([h.joints for h in hands])
-    keypoints = np.stack([h.keypoints_2d for h in hands])
-    anchor = anchor_on_depth(surfaces, joints, keypoints, depth, K, dist)
-    for i, h in enumerate(hands):
-        if not anchor.used[i]:
-            continue
-        s = anchor.shift[i]
-        h.joints = h.joints + s
-        h.wrist_position = h.joints[0]
-        if h.vertices is not None:
-            h.vertices = h.vertices + s
-        h.reprojection_error = float(reprojection_error(h.joints, np.zeros(3), h.keypoints_2d, K, dist=dist)[0])
-        h.placement, h.depth_residual = "rgbd", float(anchor.residual[i])
+def _scale_about_camera(hand: Hand, scale: float) -> None:
+    """The same hand `scale` times larger and farther along the same rays: every projection, and
+    so the reprojection error, stays exactly as it was."""
+    hand.joints = hand.joints * scale
+    hand.wrist_position = hand.joints[0]
+    if hand.vertices is not None:
+        hand.vertices = hand.vertices * scale
+    hand.scale = scale
 
 
 def _rotate(points: np.ndarray, R: np.ndarray) -> np.ndarray:

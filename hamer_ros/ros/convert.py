@@ -124,6 +124,10 @@ def hand_is_finite(h: Hand) -> bool:
 # ---------------------------------------------------------------------------------------------
 # HandArray
 
+PLACEMENT_CODES = {"rgb": HandMsg.PLACEMENT_RGB, "rgbd": HandMsg.PLACEMENT_RGBD,
+                   "rgbd-held": HandMsg.PLACEMENT_RGBD_HELD}
+
+
 def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
     m = HandMsg()
     m.side = HandMsg.RIGHT if hand.is_right else HandMsg.LEFT
@@ -145,8 +149,9 @@ def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
     o.x, o.y, o.z, o.w = qx, qy, qz, qw
     m.reprojection_error = float(hand.reprojection_error)
     on_depth = hand.placement == "rgbd"
-    m.placement = HandMsg.PLACEMENT_RGBD if on_depth else HandMsg.PLACEMENT_RGB
-    # NaN whenever not placed on depth, whatever the Hand holds: the field's documented meaning
+    m.placement = PLACEMENT_CODES[hand.placement]
+    m.scale = float(hand.scale)
+    # NaN whenever not placed on this frame's depth, whatever the Hand holds: the field's documented meaning
     m.depth_residual = float(hand.depth_residual) if on_depth else float("nan")
     has_mesh = hand.vertices is not None
     m.has_mesh = has_mesh

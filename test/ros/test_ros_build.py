@@ -63,10 +63,11 @@ def test_hand_fields():
         "has_mesh": "boolean",
         "held": "boolean",
         "placement": "uint8",
+        "scale": "float",
         "depth_residual": "float",
     }
     assert (Hand.LEFT, Hand.RIGHT) == (0, 1)
-    assert (Hand.PLACEMENT_RGB, Hand.PLACEMENT_RGBD) == (0, 1)
+    assert (Hand.PLACEMENT_RGB, Hand.PLACEMENT_RGBD, Hand.PLACEMENT_RGBD_HELD) == (0, 1, 2)
 
     hand = Hand()
     assert len(hand.joints) == 21
