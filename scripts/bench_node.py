@@ -174,7 +174,7 @@ def main() -> None:
             "Hand.vertices = array.array('f', bytes)": lambda: setattr(HandMsg(), "vertices",
                                                                      array.array("f", vert.tobytes())),
             "HandArray of 2 hands (with vertices)": lambda: convert.hands_to_msg(header, hands, True),
-            "TF for 2 hands (+ 42 joint frames)": lambda: convert.hand_transforms(header, hands, "", True),
+            "TF for 2 hands (+ 42 joint frames)": lambda: convert.hand_transforms(header, convert.tf_hands(hands), "", True),
         }
         print("\n### building blocks (ms, median of 50)\n")
         print("| step | median |")

@@ -290,3 +290,67 @@ def test_a_tracks_size_from_depth_places_it_through_frames_without_depth():
     pipe.reset_tracking()
     (fresh,) = pipe(frame(), K, stamp=0.0)
     assert fresh.placement == "rgb" and fresh.scale == 1.0
+
+
+def _scene(rng, *places):
+    """Detections of hands (right?, offset) 0.6 m away, landmark-style."""
+    from hamer_ros.testing import hand_skeletons
+    out = []
+    for right, offset in places:
+        joints = hand_skeletons(rng, 1)[0] * 0.8 + np.array([*offset, 0.6])
+        out.append(landmark_detection(joints, right=right))
+    return out
+
+
+def test_a_pause_or_a_jump_starts_new_tracks_never_a_blend():
+    """Stamp-driven: after a 2 s pause the first frame holds exactly the new scene's hands (count,
+    boxes, sides from the detector), on fresh tracks, and the detector's own tracking restarted;
+    a hand that jumps across the image between two frames starts a new track too."""
+    rng = np.random.default_rng(11)
+    before = _scene(rng, (True, (-0.12, 0.0)), (False, (0.12, 0.0)))
+    after = _scene(rng, (False, (-0.13, 0.08)))          # one left hand, where the right one was
+    det = SequenceDetector([before] * 10 + [after] * 3)
+    pipe = HandPipeline(PipelineConfig(device="cpu"), detector=det)
+    out = [pipe(frame(), K, stamp=k / 30) for k in range(10)]
+    assert all(len(hs) == 2 for hs in out)
+    old_ids = {h.track_id for hs in out for h in hs}
+    resets = det.resets
+    first = pipe(frame(), K, stamp=9 / 30 + 2.0)
+    assert det.resets == resets + 1                     # MediaPipe would look where the old hands were
+    assert len(first) == 1 and not first[0].held
+    assert first[0].is_right is False and first[0].track_id not in old_ids
+    np.testing.assert_allclose(first[0].box, after[0].box, atol=1e-4)
+    # a jump with no pause: the right hand is seen at the far side 33 ms later
+    pipe2 = HandPipeline(PipelineConfig(device="cpu", hold_time=0.0),
+                         detector=SequenceDetector([before[:1]] * 5 + [_scene(rng, (True, (0.2, 0.1)))]))
+    ids = [h.track_id for k in range(6) for h in pipe2(frame(), K, stamp=k / 30)]
+    assert len(set(ids[:5])) == 1 and ids[5] != ids[0]
+
+
+def test_a_slow_stream_keeps_its_tracks():
+    # frames 0.5 s apart (a CPU that processes two a second): the gap follows the frame rate
+    rng = np.random.default_rng(12)
+    det = SequenceDetector([_scene(rng, (True, (0.0, 0.0)))])
+    pipe = HandPipeline(PipelineConfig(device="cpu"), detector=det)
+    ids = [pipe(frame(), K, stamp=0.5 * k)[0].track_id for k in range(8)]
+    assert len(set(ids[2:])) == 1            # the first interval teaches the rate
+
+
+def test_a_hand_with_nan_never_reaches_an_output_and_its_track_recovers(monkeypatch):
+    rng = np.random.default_rng(13)
+    det = SequenceDetector([_scene(rng, (True, (0.0, 0.0)))])
+    pipe = HandPipeline(PipelineConfig(device="cpu"), detector=det)
+    good = [pipe(frame(), K, stamp=k / 30)[0] for k in range(3)]
+    original = pipe._joint_hands
+
+    def poisoned(*args, **kw):
+        hands = original(*args, **kw)
+        hands[0].joints = hands[0].joints.copy()
+        hands[0].joints[7] = np.nan
+        return hands
+    monkeypatch.setattr(pipe, "_joint_hands", poisoned)
+    assert pipe(frame(), K, stamp=3 / 30) == [] and pipe.nonfinite_dropped == 1
+    monkeypatch.setattr(pipe, "_joint_hands", original)
+    (after,) = pipe(frame(), K, stamp=4 / 30)
+    assert after.track_id == good[0].track_id and after.is_finite() and not after.held
+    assert np.linalg.norm(after.wrist_position - good[-1].wrist_position) < 0.01    # the filter was not poisoned

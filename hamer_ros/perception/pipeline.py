@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,8 @@ class PipelineConfig:
     static_images: bool = False     # independent images (CLI) instead of a video stream
 
 
+MIN_TRACK_GAP = 0.05   # s: with hold_time 0 a track still spans consecutive frames of a fast camera
+
 # Fixed when the pipeline is built (model, weights, detector kind): changing them means a new one.
 RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "backend", "engine_cache",
                             "rebuild_engine", "detector", "static_images"})
@@ -106,6 +110,8 @@ class HandPipeline:
         self.detector = detector or self._make_detector(cfg)
         self._make_tracking(cfg)
         self.last_times = StageTimes()
+        self.nonfinite_dropped = 0     # hands left out because a value was NaN or infinite
+        self._nonfinite_logged = -math.inf
         if self.model is not None:
             faces = self.model.mano.faces.cpu().numpy()
             self.faces_right, self.faces_left = faces, np.ascontiguousarray(faces[:, [0, 2, 1]])
@@ -158,6 +164,7 @@ class HandPipeline:
         self._betas: dict[int, tuple[torch.Tensor, int]] = {}   # per track: running mean of MANO shape
         self._scales = TrackScales()                             # per track: its size measured on depth
         self._last_stamp: float | None = None
+        self._intervals: deque[float] = deque(maxlen=10)         # between the last frames' stamps
 
     def reconfigure(self, **changes: Any) -> None:
         """Change settings between frames. Rebuilds what fixes a setting at construction (the
@@ -183,6 +190,14 @@ class HandPipeline:
             self._make_tracking(cfg)      # a fresh start: ids, sides and filters
         self.config = cfg
 
+    @property
+    def track_gap(self) -> float:
+        """s: a track not seen for longer ends, and a pause this long restarts the detector's own
+        tracking: hold_time, or 2.5 frame intervals when frames come slower (a CPU that processes
+        one frame in three)."""
+        frame = float(np.median(self._intervals)) if self._intervals else 0.0
+        return max(self.config.hold_time, 2.5 * frame, MIN_TRACK_GAP)
+
     def reset_tracking(self) -> None:
         """Forget tracks, filters and the detector's own tracking, e.g. when time jumps back (a
         looping bag). The pipeline does it itself when the stamps go backwards."""
@@ -193,6 +208,7 @@ class HandPipeline:
         self._betas.clear()
         self._scales.clear()
         self._last_stamp = None
+        self._intervals.clear()
         self.detector.reset()
 
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None,
@@ -206,8 +222,18 @@ class HandPipeline:
                              "aligned to the colour camera (e.g. RealSense aligned_depth_to_color)")
         times = StageTimes()
         t = time.perf_counter()
-        if stamp is not None and self._last_stamp is not None and stamp < self._last_stamp:
-            self.reset_tracking()           # time went back: a looping bag, a restarted driver
+        gap = self.track_gap
+        if self.tracker is not None:
+            self.tracker.max_gap = gap
+        if stamp is not None and self._last_stamp is not None:
+            if stamp < self._last_stamp:
+                self.reset_tracking()       # time went back: a looping bag, a restarted driver
+            else:
+                if stamp - self._last_stamp > gap:
+                    # a pause: nothing seen before it continues, not even the detector's own
+                    # tracking (MediaPipe would look for the old hands where they were)
+                    self.detector.reset()
+                self._intervals.append(stamp - self._last_stamp)   # one pause does not move the median
         detections = [d for d in self.detector(image_rgb) if d.score >= self.config.min_score]
         detections = sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
         if self.tracker is not None:
@@ -224,6 +250,14 @@ class HandPipeline:
             t = time.perf_counter()
             self._place_on_depth(hands, depth, K, dist)
             times.extra["depth"] = _ms(t)
+        finite = [h for h in hands if h.is_finite()]
+        if len(finite) < len(hands):   # never into a filter or an output
+            self.nonfinite_dropped += len(hands) - len(finite)
+            if time.monotonic() - self._nonfinite_logged > 10.0:
+                self._nonfinite_logged = time.monotonic()
+                log.warning(f"left out a hand with NaN or infinite values ({self.nonfinite_dropped} so far); "
+                            "its track continues with the next good frame")
+            hands = finite
         if stamp is not None:
             t = time.perf_counter()
             if self.smoother is not None:

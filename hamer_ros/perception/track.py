@@ -7,6 +7,11 @@ match detections whatever their label (by box overlap and keypoint distance), an
 changes only after `side_switch_frames` consecutive frames that disagree with it. The detection
 is relabelled with the track's side *before* cropping. Boxes are One-Euro filtered on the image
 stamps: box flicker is the main source of finger flicker.
+
+A track never bridges a gap or a jump: with stamps, a track not seen for `max_gap` seconds ends,
+and a detection continues a track only where the hand could have moved in the elapsed time (at
+most MAX_HAND_SPEED, its size changing by at most SIZE_CHANGE_PER_S). A hand that reappears after
+a pause, or elsewhere, starts a new track with its detector's side and fresh filters.
 """
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ HAND_SIZE_M = 0.19      # a hand's box diagonal, wrist to fingertips: converts b
 BOX_CUTOFF_SCALE = 0.3  # boxes are smoothed harder than the pose (its min cutoff and beta scaled):
                         # the crop's margin (rescale) absorbs the lag
 DUPLICATE_IOU = 0.7     # two box-only detections overlapping this much are one hand
+MAX_HAND_SPEED = 3.0    # m/s, a fast teleoperation move; a detection farther than this could have gone is another hand
+MOTION_SLACK = 0.5      # box diagonals a detection may be off its track's box at no elapsed time (detector jitter)
+SIZE_CHANGE_PER_S = 2.0  # a track's box may grow or shrink by 1.5x plus this factor per second
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -76,6 +84,23 @@ def remove_duplicates(detections: list[Detection]) -> list[Detection]:
     return [d for i, d in enumerate(detections) if i in kept]
 
 
+def plausible_motion(track_boxes: np.ndarray, boxes: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+    """[T,D] bool: could the hand of each track box [T,4], `elapsed` [T] seconds later, be at
+    each detection box [D,4]? Its centre may have moved MOTION_SLACK box diagonals plus
+    MAX_HAND_SPEED x elapsed (in diagonals: a hand is HAND_SIZE_M long), its size changed by
+    1.5x plus SIZE_CHANGE_PER_S per second."""
+    t = np.asarray(track_boxes, np.float64).reshape(-1, 1, 4)
+    d = np.asarray(boxes, np.float64).reshape(1, -1, 4)
+    diag_t = np.hypot(t[..., 2] - t[..., 0], t[..., 3] - t[..., 1]).clip(min=1.0)
+    diag_d = np.hypot(d[..., 2] - d[..., 0], d[..., 3] - d[..., 1]).clip(min=1.0)
+    moved = np.hypot(*((d[..., :2] + d[..., 2:]) / 2 - (t[..., :2] + t[..., 2:]) / 2).transpose(2, 0, 1))
+    dt = np.asarray(elapsed, np.float64).reshape(-1, 1)
+    reach = MOTION_SLACK + MAX_HAND_SPEED * dt / HAND_SIZE_M
+    growth = 1.5 + SIZE_CHANGE_PER_S * dt
+    ratio = np.maximum(diag_d / diag_t, diag_t / diag_d)
+    return (moved <= reach * np.maximum(diag_t, diag_d)) & (ratio <= growth)
+
+
 @dataclass
 class _Track:
     track_id: int
@@ -83,6 +108,7 @@ class _Track:
     raw_box: np.ndarray          # last observed box: what the next frame is matched against
     keypoints: np.ndarray | None
     box_filter: OneEuro
+    last_stamp: float | None     # when it was last seen
     disagree: int = 0            # consecutive frames whose label disagrees with is_right
     missed: int = 0
 
@@ -91,10 +117,11 @@ class HandTracker:
     """iou_threshold: the least match score (box IoU, or keypoint similarity) that continues a track.
     max_missed: a track survives this many frames without a match (a brief dropout keeps the id).
     side_switch_frames: consecutive disagreeing labels needed to change a track's side.
-    filter_config: the box filter's (its min cutoff scaled by BOX_CUTOFF_SCALE); None: raw boxes."""
+    filter_config: the box filter's (its min cutoff scaled by BOX_CUTOFF_SCALE); None: raw boxes.
+    max_gap: s, with stamps a track not seen for longer ends, whatever max_missed says."""
 
     def __init__(self, iou_threshold: float = 0.2, max_missed: int = 5, side_switch_frames: int = 5,
-                 filter_config: FilterConfig | None = None) -> None:
+                 filter_config: FilterConfig | None = None, max_gap: float = 0.2) -> None:
         if not 0.0 <= iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
         if max_missed < 0:
@@ -105,6 +132,7 @@ class HandTracker:
         self.max_missed = int(max_missed)
         self.side_switch_frames = int(side_switch_frames)
         self.filter_config = filter_config
+        self.max_gap = float(max_gap)
         self._tracks: list[_Track] = []
         self._next_id = 0
         self.missed_ids: list[int] = []    # tracks alive but not seen in the last update
@@ -123,7 +151,9 @@ class HandTracker:
         stamp and a filter config, the smoothed box (a new array) on each detection. Returns the
         kept detections in their order."""
         detections = remove_duplicates(detections)
-        pairs = self._match(detections)
+        if stamp is not None:      # a pause ends every track it outlasted: nothing bridges it
+            self._tracks = [t for t in self._tracks if t.last_stamp is None or stamp - t.last_stamp <= self.max_gap]
+        pairs = self._match(detections, stamp)
         matched = set()
         for ti, di in pairs:
             self._continue(self._tracks[ti], detections[di], stamp)
@@ -143,16 +173,20 @@ class HandTracker:
                 self._start(det, stamp)
         return detections
 
-    def _match(self, dets: list[Detection]) -> list[tuple[int, int]]:
+    def _match(self, dets: list[Detection], stamp: float | None) -> list[tuple[int, int]]:
         tracks = self._tracks
         if not tracks or not dets:
             return []
         boxes = np.stack([d.box for d in dets]).astype(np.float64)
-        score = iou_matrix(np.stack([t.raw_box for t in tracks]), boxes)
+        track_boxes = np.stack([t.raw_box for t in tracks])
+        score = iou_matrix(track_boxes, boxes)
         if not (score.max(0) > 0.5).all():   # a fast move or a jump: the keypoints may still match
             diagonals = np.hypot(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]).clip(min=1.0)
             score = np.maximum(score, _keypoint_similarity([t.keypoints for t in tracks], [d.keypoints for d in dets],
                                                            diagonals))
+        if stamp is not None:
+            elapsed = np.array([0.0 if t.last_stamp is None else max(stamp - t.last_stamp, 0.0) for t in tracks])
+            score = np.where(plausible_motion(track_boxes, boxes, elapsed), score, 0.0)
         # the label breaks ties between crossing hands, never a clear overlap
         same_side = np.array([[t.is_right == bool(d.is_right) for d in dets] for t in tracks])
         score = score + 0.05 * (same_side & (score > 0))
@@ -180,6 +214,7 @@ class HandTracker:
         track.raw_box = np.asarray(det.box, dtype=np.float64).copy()
         track.keypoints = det.keypoints
         track.missed = 0
+        track.last_stamp = stamp
         det.track_id = track.track_id
         if stamp is not None and self.filter_config is not None:
             track.box_filter.scale = HAND_SIZE_M / _diagonal(track.raw_box)
@@ -192,6 +227,6 @@ class HandTracker:
                              scale=HAND_SIZE_M / _diagonal(raw))
         if stamp is not None:
             box_filter(raw.reshape(2, 2), stamp)
-        self._tracks.append(_Track(self._next_id, bool(det.is_right), raw, det.keypoints, box_filter))
+        self._tracks.append(_Track(self._next_id, bool(det.is_right), raw, det.keypoints, box_filter, stamp))
         det.track_id = self._next_id
         self._next_id += 1

@@ -50,6 +50,14 @@ class Hand:
     depth_residual: float = float("nan")     # m, robust spread of depth - hand surface ("rgbd" only)
     scale: float = 1.0                       # its size relative to the network's hand (1.0: from RGB alone)
 
+    def is_finite(self) -> bool:
+        """No NaN or infinity in anything a consumer reads (one would poison a filter, a TF tree,
+        a robot's controller)."""
+        arrays = [self.joints, self.keypoints_2d, self.wrist_position, self.wrist_orientation, self.box,
+                  self.vertices, self.global_orient, self.hand_pose, self.betas]
+        return (all(a is None or bool(np.all(np.isfinite(a))) for a in arrays)
+                and bool(np.isfinite(self.score) and np.isfinite(self.scale)))
+
     @property
     def side(self) -> str:
         return "right" if self.is_right else "left"

@@ -16,7 +16,7 @@ import array
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from geometry_msgs.msg import Point, TransformStamped
@@ -108,17 +108,20 @@ def _quaternion_one(R: np.ndarray) -> np.ndarray:
     return np.array([sign * c / n for c in q])
 
 
-def best_per_side(hands: Sequence[Hand]) -> dict[str, Hand]:
-    """The highest-scoring hand of each side (TF has one frame per side)."""
-    best: dict[str, Hand] = {}
+def tf_hands(hands: Sequence[Hand], previous: Mapping[str, int] | None = None) -> dict[str, Hand]:
+    """The hand each side's TF frame shows (TF has one frame per side): only a hand seen in this
+    frame, never a held one, and with finite values; the track the frame showed last while that
+    track is seen (two hands of one side never swap it back and forth), else the best-scoring."""
+    previous = previous or {}
+    out: dict[str, Hand] = {}
     for h in hands:
-        if h.side not in best or h.score > best[h.side].score:
-            best[h.side] = h
-    return best
-
-
-def hand_is_finite(h: Hand) -> bool:
-    return bool(np.all(np.isfinite(h.joints)) and np.all(np.isfinite(h.wrist_orientation)))
+        if h.held or not h.is_finite():
+            continue
+        cur = out.get(h.side)
+        sticky = previous.get(h.side, -1)
+        if cur is None or (cur.track_id != sticky and (h.track_id == sticky >= 0 or h.score > cur.score)):
+            out[h.side] = h
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,16 +190,13 @@ def hand_frame_name(prefix: str, side: str, name: str = "wrist") -> str:
     return f"{prefix}{side}_hand/{name}"
 
 
-def hand_transforms(header: Header, hands: Sequence[Hand], prefix: str = "",
+def hand_transforms(header: Header, selected: Mapping[str, Hand], prefix: str = "",
                     joint_frames: bool = False) -> list[TransformStamped]:
-    """camera frame (header.frame_id) -> <prefix><side>_hand/wrist for the best hand of each side,
-    and, with joint_frames, -> <prefix><side>_hand/joint_<k> (k = 0..20, camera-aligned, identity
-    rotation: a joint position has no orientation of its own). Stamped with header.stamp.
-    Hands with non-finite values are left out (one NaN breaks every TF consumer)."""
+    """camera frame (header.frame_id) -> <prefix><side>_hand/wrist for each side's hand (see
+    tf_hands), and, with joint_frames, -> <prefix><side>_hand/joint_<k> (k = 0..20, camera-aligned,
+    identity rotation: a joint position has no orientation of its own). Stamped with header.stamp."""
     out = []
-    for side, h in best_per_side(hands).items():
-        if not hand_is_finite(h):
-            continue
+    for side, h in selected.items():
         q = rotation_to_quaternion(h.wrist_orientation).tolist()
         out.append(_transform(header, hand_frame_name(prefix, side),
                               np.asarray(h.wrist_position, dtype=np.float64).reshape(3).tolist(), q))

@@ -20,6 +20,7 @@ Every output carries the input image's header (stamp and frame id) exactly.
 """
 from __future__ import annotations
 
+import difflib
 import gc
 import logging
 import os
@@ -53,7 +54,7 @@ from ..perception.overlay import draw_hands
 from ..weights import WEIGHTS_HINT
 from .compat import SubscriptionEventCallbacks, matching_qos
 from .convert import (cdr_self_check, compressed_image_msg, hand_transforms, hands_to_msg, image_cdr,
-                      image_msg, marker_array_cdr, marker_array_msg, marker_specs, scale_image)
+                      image_msg, marker_array_cdr, marker_array_msg, marker_specs, scale_image, tf_hands)
 from .image import ImageConversionError, depth_image_to_metres, image_to_rgb
 from .sync import (SYNC_POLICIES, CameraInfoSync, DepthFrame, DepthSync, LatestMailbox, Problem, StampMonitor,
                    Throttle, format_stamp, intrinsics_from_camera_info, stamp_to_ns)
@@ -139,6 +140,27 @@ def _check_frame_prefix(v: str) -> str | None:
                 f"prefix), got '{v}'")
     if not re.fullmatch(r"[A-Za-z0-9_/]*", v):
         return f"tf_prefix may hold only letters, digits, '_' and '/', got '{v}'"
+    return None
+
+
+# Parameters rclpy declares on every node itself.
+ROS_OWN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
+
+
+def dependent_parameter_problem(values: dict[str, Any], explicit: set[str] | frozenset[str],
+                                starting: bool = False) -> str | None:
+    """Why these settings cannot work together, or None: a parameter the user set (`explicit`)
+    whose effect depends on another that is off. A default never conflicts: `tracking: false`
+    alone turns tracking, and with it filtering and holding, off. `detector: fixed` must start
+    with rois; emptied at run time (a script that supplies the boxes has none now) it finds no hands."""
+    if starting and values["detector"] == "fixed" and not parse_rois(values["rois"]):
+        return ("detector 'fixed' needs rois, e.g. rois: \"[{box: [100, 120, 260, 300], side: right}]\" "
+                "(image pixels), or use detector:=mediapipe")
+    if "filter" in explicit and values["filter"] and not values["tracking"]:
+        return "filter needs tracking (it smooths each track): set tracking: true, or filter: false"
+    if "hold_time" in explicit and values["hold_time"] > 0 and not (values["filter"] and values["tracking"]):
+        return ("hold_time needs filter and tracking (a held hand is its track's last filtered hand): turn them "
+                "on, or set hold_time: 0")
     return None
 
 
@@ -246,7 +268,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "<tf_prefix>right_hand/wrist (e.g. 'robot1/'). Empty: the node's namespace (node in "
               "/robot1: 'robot1/'; root namespace: none); '/': no prefix.", check=_check_frame_prefix),
     ParamSpec("publish_tf", True, "Broadcast camera frame -> <tf_prefix><side>_hand/wrist on /tf "
-              "(the best-scoring hand of each side)."),
+              "(per side, a hand seen in the frame, never a held one; the track shown last while seen)."),
     ParamSpec("publish_joint_frames", False, "Also broadcast the 21 joint frames "
               "<tf_prefix><side>_hand/joint_<k> (camera-aligned)."),
     ParamSpec("publish_vertices", True, "Fill Hand.vertices (778 x 3 MANO vertices) in HandArray."),
@@ -366,9 +388,14 @@ class _Stats:
 SUCCESS = TransitionCallbackReturn.SUCCESS
 FAILURE = TransitionCallbackReturn.FAILURE
 
-# How long deactivate/shutdown wait for a frame in progress (a ViT-H frame on a slow CPU takes
-# seconds). A thread still running after that keeps what it uses: nothing is closed under it.
-JOIN_TIMEOUT_S = 60.0
+# How long a transition waits for a frame in progress: the executor (services, timers, other
+# transitions) waits with it. A thread still running after that keeps what it uses: nothing is
+# closed under it; the pipeline it holds is closed when it ends (a ViT-H frame on a slow CPU
+# takes seconds), and a new worker waits for it before using the pipeline.
+JOIN_TIMEOUT_S = 1.0
+# Diagnostics warn when processing stays under this fraction of the input rate for this long.
+SLOW_FRACTION = 0.5
+SLOW_FOR_S = 5.0
 # Diagnostics compare the input rate with the camera's (from the stamps): below this fraction,
 # frames are being lost before they reach the node.
 MIN_INPUT_FRACTION = 0.5
@@ -395,7 +422,12 @@ class HandMeshNode(LifecycleNode):
         self._stopping = threading.Event()
         self._pipeline: Any = None
         self._threads: list[threading.Thread] = []
-        self._threads_stuck = False
+        self._stuck: list[threading.Thread] = []     # stopped but still finishing a frame
+        self._orphan: Any = None                     # a pipeline released while a thread still used it
+        self._orphan_lock = threading.Lock()
+        self._tf_tracks: dict[str, int] = {}         # per side, the track its TF frame shows
+        self._slow_since: float | None = None        # since when processing is under half the input rate
+        self._nonfinite_at_last_diag = 0
         self._mailbox: LatestMailbox[tuple[Image, float]] = LatestMailbox()
         self._debug_box: LatestMailbox[tuple] = LatestMailbox()
         self._dropped_before = 0
@@ -467,7 +499,7 @@ class HandMeshNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stopping.clear()
+        self._stopping = threading.Event()   # a stopped thread that still finishes keeps its own, set
         self._mailbox, self._debug_box = LatestMailbox(), LatestMailbox()
         self._threads = [threading.Thread(target=self._run_worker, name="hand_mesh_inference", daemon=True),
                          threading.Thread(target=self._run_debug_worker, name="hand_mesh_debug_image", daemon=True)]
@@ -522,7 +554,7 @@ class HandMeshNode(LifecycleNode):
                               else self._make_pipeline(values))
         finally:
             self._py_log_handler.muted.clear()
-        self._model_error = self._report_model_state(values)
+        self._report_model_state(values)
         if self._pipeline.has_mesh and getattr(self._pipeline.engine, "fallback_reason", ""):
             self._log.warning(f"backend '{values['backend']}' not used, running '{self._pipeline.backend}': "
                               f"{self._pipeline.engine.fallback_reason}")
@@ -592,8 +624,28 @@ class HandMeshNode(LifecycleNode):
                 self.destroy_lifecycle_publisher(p)
         self._pubs = []
         pipeline, self._pipeline = self._pipeline, None
-        if pipeline is None or self._threads_stuck:
+        if pipeline is None:
             return
+        with self._orphan_lock:
+            if self._threads_stuck:
+                self._orphan = pipeline     # closed by the last stuck thread as it ends
+                return
+        self._close_pipeline(pipeline)
+
+    @property
+    def _threads_stuck(self) -> bool:
+        return any(t.is_alive() and t is not threading.current_thread() for t in self._stuck)
+
+    def _thread_ended(self) -> None:
+        """A worker's last act: the last of the stuck threads closes the pipeline released under it."""
+        with self._orphan_lock:
+            if self._threads_stuck or self._orphan is None:
+                return
+            pipeline, self._orphan = self._orphan, None
+        self._log.info("a stopped thread finished its frame; closing the pipeline it kept")
+        self._close_pipeline(pipeline)
+
+    def _close_pipeline(self, pipeline: Any) -> None:
         if hasattr(pipeline, "close"):
             try:
                 pipeline.close()
@@ -617,10 +669,11 @@ class HandMeshNode(LifecycleNode):
                 continue
             t.join(timeout=JOIN_TIMEOUT_S)
             if t.is_alive():
-                self._threads_stuck = True
-                self._log.error(f"thread {t.name} still runs after {JOIN_TIMEOUT_S:.0f} s; keeping the pipeline "
-                                "it uses (it is not closed)")
-        self._threads = [t for t in self._threads if t.is_alive()]
+                self._stuck.append(t)
+                self._log.warning(f"thread {t.name} still finishes a frame after {JOIN_TIMEOUT_S:.0f} s; not "
+                                  "waiting for it (what it uses is kept until it ends)")
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        self._threads = []
         self._dropped_before += self._mailbox.dropped
         self._mailbox = LatestMailbox()     # a fresh, open one: counters read it until the next activate
 
@@ -678,10 +731,24 @@ class HandMeshNode(LifecycleNode):
             if problem:
                 raise StartupError(f"parameter '{spec.name}': {problem}")
             values[spec.name] = p.value
-        if values["detector"] == "fixed" and not parse_rois(values["rois"]):
-            raise StartupError("detector 'fixed' needs rois, e.g. rois: \"[{box: [100, 120, 260, 300], "
-                               "side: right}]\" (image pixels), or use detector:=mediapipe")
+        self._explicit = {n for n in getattr(self, "_parameter_overrides", {}) if n in PARAMETER_SPECS}
+        problem = dependent_parameter_problem(values, self._explicit, starting=True)
+        if problem:
+            raise StartupError(problem)
+        self._warn_undeclared_overrides()
         return values
+
+    def _warn_undeclared_overrides(self) -> None:
+        """One warning per parameter given to this node (params file, -p) that it does not have:
+        a typo or a renamed parameter would otherwise be ignored without a word."""
+        # rclpy keeps the overrides it was given in this attribute (Humble and Jazzy alike)
+        for name in sorted(getattr(self, "_parameter_overrides", {})):
+            if name in PARAMETER_SPECS or name in ROS_OWN_PARAMETERS or name.startswith("qos_overrides."):
+                continue
+            close = difflib.get_close_matches(name, list(PARAMETER_SPECS), n=1)
+            self._log.warning(f"parameter '{name}' is not a parameter of this node and is ignored"
+                              + (f"; did you mean '{close[0]}'?" if close else "")
+                              + " (the README lists them all)")
 
     def _make_pipeline(self, v: dict[str, Any]) -> Any:
         # Imported here, not at module level: torch takes seconds to import, and a Ctrl-C during a
@@ -709,9 +776,9 @@ class HandMeshNode(LifecycleNode):
         except (RuntimeError, ValueError, OSError) as e:
             raise StartupError(f"could not build the hand pipeline: {e}") from None
 
-    def _report_model_state(self, v: dict[str, Any]) -> str:
-        """Logs whether the mesh model is loaded and, if not, why and how to get it. Returns the
-        reason ("" when loaded or when no checkpoint was configured)."""
+    def _report_model_state(self, v: dict[str, Any]) -> None:
+        """Logs whether the mesh model is loaded and, without a checkpoint, how to get one. Raises
+        StartupError when a configured checkpoint could not be loaded."""
         p = self._pipeline
         if p.has_mesh:
             self._log.info(f"HaMeR model loaded from '{v['checkpoint']}' (mesh mode) on {p.device}")
@@ -724,15 +791,16 @@ class HandMeshNode(LifecycleNode):
         hint = MODEL_HINT.format(checkpoint=self._args.param("checkpoint", "<...>/hamer_ckpts/checkpoints/hamer.ckpt"),
                                  mano=self._args.param("mano", "<...>/MANO_RIGHT.pkl"))
         if error:
-            self._log.error(f"HaMeR model NOT loaded (checkpoint: '{ckpt}', mano: '{v['mano']}'): {error}. "
-                            f"Continuing joints-only (no mesh). {hint}")
-        elif not ckpt:
+            # As the CLI: a checkpoint that was asked for and cannot be used is a configuration
+            # error, not a quieter mode (joints-only is for no checkpoint at all).
+            raise StartupError(f"HaMeR model NOT loaded (checkpoint: '{ckpt}', mano: '{v['mano']}'): {error}. "
+                               f"Fix the path, or leave checkpoint empty for the joints-only mode. {hint}")
+        if not ckpt:
             self._log.info(f"no checkpoint configured: joints-only mode (no mesh). {hint}")
         if v["detector"] == "fixed":
             self._log.warning(
                 "detector 'fixed' provides boxes only, and without a HaMeR model nothing places them in 3D: "
                 "every HandArray will be empty. Load a checkpoint, or use detector:=mediapipe for joints-only")
-        return error
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Rejects a runtime change with the reason, or applies it. rclpy has already enforced
@@ -745,11 +813,16 @@ class HandMeshNode(LifecycleNode):
             problem = spec.validate(p.value)
             if problem:
                 return SetParametersResult(successful=False, reason=problem)
+        changes = {p.name: p.value for p in params if p.name in PARAMETER_SPECS}
+        problem = dependent_parameter_problem({**self._values, **changes}, self._explicit | changes.keys())
+        if problem:
+            return SetParametersResult(successful=False, reason=problem)
         self._apply_parameters(params)
         return SetParametersResult(successful=True)
 
     def _apply_parameters(self, params: list[Parameter]) -> None:
         changed = {p.name: p.value for p in params if p.name in PARAMETER_SPECS}
+        self._explicit |= changed.keys()
         self._values.update(changed)
         opts = {k: v for k, v in changed.items() if k in _OPTION_NAMES}
         if opts:
@@ -896,8 +969,16 @@ class HandMeshNode(LifecycleNode):
             self._log.error(f"could not apply {sorted(pending)} ({e}); keeping the previous settings")
 
     def _run_worker(self) -> None:
-        mailbox = self._mailbox
-        while not self._stopping.is_set():
+        try:
+            self._worker_loop()
+        finally:
+            self._thread_ended()
+
+    def _worker_loop(self) -> None:
+        mailbox, stopping = self._mailbox, self._stopping
+        for old in list(self._stuck):      # a stopped worker may still be inside the pipeline
+            old.join()
+        while not stopping.is_set():
             item = mailbox.get()
             if item is None:
                 break
@@ -905,7 +986,7 @@ class HandMeshNode(LifecycleNode):
                 self._apply_pending()
                 self._process(*item)
             except Exception as e:  # noqa: BLE001 -- one bad frame must never end the node
-                if self._stopping.is_set() or not self.context.ok():
+                if stopping.is_set() or not self.context.ok():
                     break       # shutting down: Ctrl-C may end the context before the worker is joined
                 with self._stats_lock:
                     self._stats.errors += 1
@@ -1027,7 +1108,9 @@ class HandMeshNode(LifecycleNode):
         sec, nsec, frame = header.stamp.sec, header.stamp.nanosec, header.frame_id
         if o.publish_tf and hands:
             if frame:
-                transforms = hand_transforms(header, hands, self._prefix, o.publish_joint_frames)
+                selected = tf_hands(hands, self._tf_tracks)
+                self._tf_tracks = {side: h.track_id for side, h in selected.items()}
+                transforms = hand_transforms(header, selected, self._prefix, o.publish_joint_frames)
                 if transforms:
                     self._tf_pub.publish(TFMessage(transforms=transforms))
             else:
@@ -1057,21 +1140,27 @@ class HandMeshNode(LifecycleNode):
     # ----- debug-image thread -----------------------------------------------------------------
 
     def _run_debug_worker(self) -> None:
-        box = self._debug_box
+        try:
+            self._debug_loop()
+        finally:
+            self._thread_ended()
+
+    def _debug_loop(self) -> None:
+        box, stopping = self._debug_box, self._stopping
         try:
             # Below the inference thread: on a busy CPU the robot's outputs go first. (Linux
             # schedules threads as tasks, so this niceness applies to this thread alone.)
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), DEBUG_THREAD_NICENESS)
         except (AttributeError, OSError):
             pass
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             item = box.get()
             if item is None:
                 break
             try:
                 self._publish_debug(*item)
             except Exception as e:  # noqa: BLE001 -- a viewer's image must never end the node
-                if self._stopping.is_set():
+                if stopping.is_set():
                     break
                 self._warn(f"debug:{type(e).__name__}", f"debug image failed ({type(e).__name__}: {e})")
 
@@ -1103,8 +1192,9 @@ class HandMeshNode(LifecycleNode):
         """OK while the node runs as configured (joints-only without a checkpoint is a mode, and
         inactive or paused are states a manager chose); WARN for problems that need a look (no
         images, frames lost before they reach the node, all frames skipped, e.g. for a missing or
-        unusable CameraInfo, its publisher gone, frame errors, an engine fallback); ERROR when a
-        configured model could not be loaded."""
+        unusable CameraInfo, its publisher gone, frame errors, an engine fallback, processing far
+        below the input rate, a configured model on the CPU by `auto`, hands with NaN left out);
+        ERROR when frames fail and none comes out."""
         now_mono = time.monotonic()
         period = max(1e-3, now_mono - self._last_diag_mono)
         self._last_diag_mono = now_mono
@@ -1130,8 +1220,6 @@ class HandMeshNode(LifecycleNode):
         warnings, errors = [], []
         use_depth = bool(self._values["use_depth"])
         camera_hz, input_fraction = camera_rate(recent)
-        if self._model_error:
-            errors.append(f"HaMeR model NOT loaded ({self._model_error}); running joints-only")
         engine = getattr(p, "engine", None)
         if engine is not None and getattr(engine, "fallback_reason", ""):
             warnings.append(f"backend '{self._values['backend']}' fell back to '{p.backend}': {engine.fallback_reason}")
@@ -1150,9 +1238,26 @@ class HandMeshNode(LifecycleNode):
             if use_depth and depth_counts["window_fallbacks"] and not depth_counts["window_with"]:
                 warnings.append(f"use_depth is on but no frame had its depth image: {depth_counts['last']}")
             if total["errors"] > errors_before:
-                warnings.append(f"{total['errors'] - errors_before} frame(s) failed: {total['last_skip']}")
-        mode = "mesh" if p.has_mesh else ("joints-only (no HaMeR model)" if self._model_error
-                                           else "joints-only (no checkpoint configured)")
+                failed = f"{total['errors'] - errors_before} frame(s) failed: {total['last_skip']}"
+                (errors if not win_proc else warnings).append(failed)    # nothing at all came out: a fault
+            input_hz, processing_hz = win_recv / period, win_proc / period
+            if input_hz > 0 and processing_hz < SLOW_FRACTION * input_hz:
+                self._slow_since = self._slow_since if self._slow_since is not None else now_mono - period
+                if now_mono - self._slow_since >= SLOW_FOR_S:
+                    warnings.append(f"processing {processing_hz:.1f} Hz of {input_hz:.1f} Hz input for "
+                                    f"{now_mono - self._slow_since:.0f} s: the model is the bottleneck on {p.device} "
+                                    "(the newest frame is always taken; the rest are dropped)")
+            else:
+                self._slow_since = None
+        nonfinite = int(getattr(p, "nonfinite_dropped", 0))
+        if nonfinite > self._nonfinite_at_last_diag:
+            warnings.append(f"{nonfinite - self._nonfinite_at_last_diag} hand(s) with NaN or infinite values "
+                            "left out of every output")
+        self._nonfinite_at_last_diag = nonfinite
+        if p.has_mesh and self._values["device"] == "auto" and str(p.device) == "cpu":
+            warnings.append("device 'auto' found no CUDA: HaMeR (ViT-H) runs on the CPU, seconds per frame. "
+                            "Install a CUDA build of torch, or set device: cpu to choose this")
+        mode = "mesh" if p.has_mesh else "joints-only (no checkpoint configured)"
         if not self._active:
             state = "inactive"
         elif not self._enabled:
@@ -1171,6 +1276,7 @@ class HandMeshNode(LifecycleNode):
             ("frames dropped", self.frames_dropped),
             ("frames skipped", total["skipped"]),
             ("frame errors", total["errors"]),
+            ("hands with NaN left out", nonfinite),
             ("last skip reason", total["last_skip"]),
             ("end-to-end latency mean [ms]", f"{mean(e2e):.1f}"),
             ("end-to-end latency max [ms]", f"{max(e2e, default=0.0):.1f}"),
@@ -1184,7 +1290,6 @@ class HandMeshNode(LifecycleNode):
             ("backend", p.backend),
             ("precision", p.engine.precision if p.engine is not None else "-"),
             ("model", "mesh" if p.has_mesh else "joints-only"),
-            ("model error", self._model_error),
             ("detector", self._values["detector"]),
             ("camera infos received", self._sync.received),
             ("depth", self._depth_topic if use_depth else "off"),

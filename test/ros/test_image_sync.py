@@ -334,24 +334,44 @@ def test_hand_array_fields():
     assert len(convert.hands_to_msg(header, hands, publish_vertices=False).hands[0].vertices) == 0
 
 
-def test_tf_best_per_side_and_joint_frames():
+def test_tf_live_hands_per_side_and_joint_frames():
     convert = _convert()
     from std_msgs.msg import Header
     header = Header(frame_id="cam")
     header.stamp.sec = 7
     hands = [_hand(True, 0.6, seed=1), _hand(True, 0.9, seed=2), _hand(False, 0.7, seed=3)]
-    tfs = convert.hand_transforms(header, hands, prefix="r1/")
+    for i, h in enumerate(hands):
+        h.track_id = i
+    selected = convert.tf_hands(hands)
+    tfs = convert.hand_transforms(header, selected, prefix="r1/")
     assert sorted(t.child_frame_id for t in tfs) == ["r1/left_hand/wrist", "r1/right_hand/wrist"]
     right = next(t for t in tfs if t.child_frame_id == "r1/right_hand/wrist")
     assert right.header.frame_id == "cam" and right.header.stamp.sec == 7
     assert right.transform.translation.x == pytest.approx(hands[1].wrist_position[0])   # the 0.9 one
-    tfs = convert.hand_transforms(header, hands, joint_frames=True)
+    tfs = convert.hand_transforms(header, selected, joint_frames=True)
     assert len(tfs) == 2 * 22
     j5 = next(t for t in tfs if t.child_frame_id == "left_hand/joint_5")
     assert j5.transform.translation.z == pytest.approx(hands[2].joints[5, 2]) and j5.transform.rotation.w == 1.0
+
+
+def test_tf_never_shows_a_held_or_broken_hand_and_sticks_to_its_track():
+    convert = _convert()
+    live, other, held = _hand(True, 0.6, seed=1), _hand(True, 0.9, seed=2), _hand(True, 0.99, seed=3)
+    live.track_id, other.track_id, held.track_id = 1, 2, 3
+    held.held = True
+    # a held hand never, whatever its score; the best live one otherwise
+    assert convert.tf_hands([held, live])["right"] is live
+    assert convert.tf_hands([held]) == {}
+    assert convert.tf_hands([live, other])["right"] is other
+    # the track the frame showed last, while it is seen, even beside a higher score
+    assert convert.tf_hands([live, other], previous={"right": 1})["right"] is live
+    assert convert.tf_hands([other], previous={"right": 1})["right"] is other
     bad = _hand(True, 0.99, seed=4)
     bad.joints[3] = np.nan
-    assert [t.child_frame_id for t in convert.hand_transforms(header, [bad])] == []
+    assert convert.tf_hands([bad]) == {}
+    bad = _hand(True, 0.99, seed=5)
+    bad.vertices[0, 0] = np.inf
+    assert convert.tf_hands([bad, live])["right"] is live
 
 
 def test_marker_cdr_equals_message_objects():

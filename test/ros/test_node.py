@@ -599,7 +599,9 @@ def test_mediapipe_joints_only_two_right_hands(tester, node_tmp, examples):
 # ------------------------------------------------------------------------------------------------
 # a missing and a corrupt checkpoint (run side by side), QoS and no-publisher warnings
 
-def test_missing_and_corrupt_checkpoint_keep_serving(tester, node_tmp, tiny_checkpoint, mano_path):
+def test_missing_and_corrupt_checkpoint_refuse_to_start(tester, node_tmp, tiny_checkpoint, mano_path):
+    """As the CLI: a checkpoint that was asked for and cannot be used stops the node at configure,
+    saying why and how to fix it (joints-only is for no checkpoint at all); no traceback."""
     corrupt_root = node_tmp / "corrupt" / "hamer_ckpts"
     (corrupt_root / "checkpoints").mkdir(parents=True)
     (corrupt_root / "model_config.yaml").write_bytes((tiny_checkpoint.parents[1] / "model_config.yaml").read_bytes())
@@ -608,41 +610,37 @@ def test_missing_and_corrupt_checkpoint_keep_serving(tester, node_tmp, tiny_chec
     missing = node_tmp / "nowhere" / "checkpoints" / "hamer.ckpt"
     common = dict(mano=str(mano_path), device="cpu", detector="fixed", rois=ROIS, image_timeout=1.0)
     nodes = {
-        "missing": NodeProcess("missing", dict(common, checkpoint=str(missing), qos_reliability="reliable"), node_tmp),
+        "missing": NodeProcess("missing", dict(common, checkpoint=str(missing)), node_tmp),
         "corrupt": NodeProcess("corrupt", dict(common, checkpoint=str(corrupt_root / "checkpoints" / "hamer.ckpt")),
                                node_tmp),
     }
     try:
         miss, corrupt = nodes["missing"], nodes["corrupt"]
-        line = miss.wait_log(r"HaMeR model NOT loaded", timeout=30)
+        line = miss.wait_log(r"cannot start: HaMeR model NOT loaded", timeout=30)
         assert f"checkpoint file not found: looked for '{missing}'" in line
-        assert "hamer_demo_data" in line and "MANO_RIGHT.pkl" in line and "joints-only" in line
-        line = corrupt.wait_log(r"HaMeR model NOT loaded", timeout=30)
-        assert "not a readable PyTorch checkpoint" in line and "joints-only" in line
-        corrupt.wait_log(r"detector 'fixed' provides boxes only")
-        # no image publisher yet: said so, naming the topic
-        assert f"no publisher on {miss.ns}/image" in miss.wait_log(r"no publisher on", timeout=10)
+        assert "hamer_demo_data" in line and "leave checkpoint empty for the joints-only mode" in line
+        line = corrupt.wait_log(r"cannot start: HaMeR model NOT loaded", timeout=30)
+        assert "not a readable PyTorch checkpoint" in line
+        for node in nodes.values():
+            node.proc.wait(30)
+    finally:
+        rcs = {name: node.stop() for name, node in nodes.items()}
+    for name, node in nodes.items():
+        assert rcs[name] == 1 and "Traceback" not in node.output(), node.output()[-3000:]
 
+
+def test_qos_mismatch_and_no_publisher_are_named(tester, node_tmp):
+    node = NodeProcess("qos", dict(detector="fixed", rois=ROIS, image_timeout=1.0, qos_reliability="reliable"),
+                       node_tmp)
+    try:
+        assert f"no publisher on {node.ns}/image" in node.wait_log(r"no publisher on", timeout=30)
         # a best-effort publisher cannot feed a reliable subscription: both settings named
-        be = Camera(tester, miss.ns, image_reliability=ReliabilityPolicy.BEST_EFFORT)
-        line = miss.wait_log(r"incompatible QoS", timeout=15)
+        be = Camera(tester, node.ns, image_reliability=ReliabilityPolicy.BEST_EFFORT)
+        line = node.wait_log(r"incompatible QoS", timeout=15)
         assert "reliability=best_effort" in line and "requests reliability=reliable" in line
         tester.node.destroy_publisher(be.image_pub)
-
-        for name, node in nodes.items():
-            tester.subscribe(node.ns, markers=False, debug=False)
-            cam = Camera(tester, node.ns)
-            cam.info()
-            msg = _serve_good_frame(tester, cam, node)
-            assert msg.hands == [] or all(not h.has_mesh for h in msg.hands)
-            status = tester.wait(lambda: [s for s in _status(tester, node.fqn) if "joints-only" in s.message], 10,
-                                 f"{name}: joints-only diagnostics")[-1]
-            # a checkpoint was configured but not loaded: a real fault
-            assert status.level == DiagnosticStatus.ERROR and "HaMeR model NOT loaded" in status.message
     finally:
-        rcs = {name: node.stop(signal.SIGTERM if name == "missing" else signal.SIGINT) for name, node in nodes.items()}
-    for name, node in nodes.items():
-        assert rcs[name] == 0 and "Traceback" not in node.output(), node.output()[-3000:]
+        assert node.stop() == 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -743,3 +741,91 @@ def test_worker_survives_a_failing_pipeline_and_reports_in_diagnostics(inproc):
     assert "joints-only (no checkpoint configured)" in status.message
     again = node.diagnostics().status[0]
     assert again.level == Status.OK, again.message   # the next period: nothing new failed
+
+
+class _SlowPipeline(_StandInPipeline):
+    """A frame that takes as long as the test says, and a close() the test can see."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.entered, self.closed = threading.Event(), threading.Event(), threading.Event()
+
+    def __call__(self, image, K, dist=None, stamp=None):
+        self.entered.set()
+        self.gate.wait(30)
+        return []
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def test_a_transition_never_waits_long_for_a_frame_in_progress(tester):
+    """Deactivate and cleanup return within about a second while a frame is still running; what
+    the frame uses is kept until it ends, then closed; a later configure/activate works."""
+    from hamer_ros.ros.node import SUCCESS, HandMeshNode
+    pipe = _SlowPipeline()
+    node = HandMeshNode(pipeline=pipe, context=tester.context, namespace=f"/{RUN}/slow",
+                        parameter_overrides=[Parameter("detector", value="fixed"), Parameter("rois", value=ROIS)])
+    try:
+        node.start()
+        node._on_camera_info(_info_for(10))
+        node._on_image(_image_for(10))
+        assert pipe.entered.wait(10), "the frame never started"
+        for transition in (node.trigger_deactivate, node.trigger_cleanup):
+            t0 = time.monotonic()
+            assert transition() == SUCCESS
+            assert time.monotonic() - t0 < 2.0
+        assert node._threads_stuck and not pipe.closed.is_set()     # nothing closed under the frame
+        pipe.gate.set()
+        assert pipe.closed.wait(10), "the pipeline was never closed after the frame ended"
+        deadline = time.monotonic() + 5
+        while node._threads_stuck and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not node._threads_stuck
+        pipe.closed.clear()
+        assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+        assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
+        assert pipe.closed.is_set()     # nothing stuck this time: closed at once
+    finally:
+        pipe.gate.set()
+        node.close()
+        node.destroy_node()
+
+
+def test_degraded_modes_show_in_diagnostics(inproc):
+    """Each degraded mode has its level and says what it is (README: Diagnostics)."""
+    from diagnostic_msgs.msg import DiagnosticStatus as Status
+    node, pipe = inproc
+
+    def status():
+        st = node.diagnostics().status[0]
+        return st.level, st.message, {kv.key: kv.value for kv in st.values}
+
+    assert status()[0] == Status.OK
+    # processing under half the input rate for 5 s: both rates in the message
+    node._slow_since = time.monotonic() - 6.0
+    with node._stats_lock:
+        node._stats.window_received, node._stats.window_processed = 30, 3
+    node._last_image_mono = time.monotonic()
+    node._last_diag_mono = time.monotonic() - 1.0
+    level, message, _ = status()
+    assert level == Status.WARN and "processing 3.0 Hz of 30.0 Hz input for" in message, message
+    # hands with NaN left out: counted, and warned once per period they happen in
+    pipe.nonfinite_dropped = 2
+    level, message, values = status()
+    assert level == Status.WARN and "2 hand(s) with NaN" in message and values["hands with NaN left out"] == "2"
+    assert "NaN" not in status()[1]
+    # a configured model that `auto` put on the CPU
+    pipe.has_mesh = True
+    node._values["device"] = "auto"
+    level, message, _ = status()
+    assert level == Status.WARN and "device 'auto' found no CUDA" in message
+    node._values["device"] = "cpu"          # chosen: not a problem
+    assert status()[0] == Status.OK
+    # every frame of a period failed: nothing came out at all
+    with node._stats_lock:
+        node._stats.errors += 3
+        node._stats.last_skip = "error: RuntimeError('boom')"
+    node._last_image_mono = time.monotonic()
+    level, message, _ = status()
+    assert level == Status.ERROR and "3 frame(s) failed" in message, message

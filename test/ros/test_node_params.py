@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -262,6 +263,53 @@ def test_startup_errors_name_the_fix(context, monkeypatch):
     monkeypatch.setitem(sys.modules, "mediapipe", None)
     with pytest.raises(StartupError, match=r"pip install.*mediapipe.*detector:=fixed"):
         _make(context, detector="mediapipe", device="cpu")
+
+
+def test_dependent_parameters_are_rejected_with_the_fix(context):
+    with pytest.raises(StartupError, match="filter needs tracking"):
+        _make(context, detector="fixed", rois=ROIS, tracking=False, filter=True)
+    with pytest.raises(StartupError, match="hold_time needs filter"):
+        _make(context, detector="fixed", rois=ROIS, filter=False, hold_time=0.2)
+    n = _make(context, detector="fixed", rois=ROIS, tracking=False)      # a default never conflicts
+    try:
+        for name, value, reason in (("filter", True, "filter needs tracking"),
+                                    ("hold_time", 0.3, "hold_time needs filter")):
+            (r,) = n.set_parameters([Parameter(name, value=value)])
+            assert not r.successful and reason in r.reason, (name, r.reason)
+        results = n.set_parameters_atomically([Parameter("tracking", value=True), Parameter("filter", value=True)])
+        assert results.successful, results.reason
+    finally:
+        n.close()
+        n.destroy_node()
+
+
+@pytest.mark.ros
+def test_an_unknown_parameter_is_named_with_the_closest_one(tmp_path):
+    from ament_index_python.packages import get_package_prefix
+    exe = Path(get_package_prefix("hamer_ros"), "lib", "hamer_ros", "hand_mesh_node")
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RCUTILS_COLORIZED_OUTPUT="0",
+               RCUTILS_LOGGING_BUFFERED_STREAM="0")
+    env.setdefault("ROS_DOMAIN_ID", str(os.getpid() % 100 + 1))
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"/**": {"ros__parameters": {
+        "detector": "fixed", "rois": ROIS, "max_hand": 3, "fliter_beta": 2.0, "zzz_unrelated": 1}}}))
+    proc = subprocess.Popen([str(exe), "--ros-args", "--params-file", str(params), "-r", f"__ns:=/t{os.getpid()}/typo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "active" in line and "hand_mesh_node]: active" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+    text = "".join(lines) + rest
+    assert "parameter 'max_hand' is not a parameter of this node and is ignored; did you mean 'max_hands'?" in text
+    assert "parameter 'fliter_beta' is not a parameter" in text and "did you mean 'filter_beta'?" in text
+    assert "parameter 'zzz_unrelated' is not a parameter of this node and is ignored (the README" in text
+    assert text.count("is not a parameter of this node") == 3 and proc.returncode == 0, text
 
 
 @pytest.mark.ros
