@@ -501,8 +501,9 @@ class HandMeshNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stopping = threading.Event()   # a stopped thread that still finishes keeps its own, set
         self._mailbox, self._debug_box = LatestMailbox(), LatestMailbox()
-        self._threads = [threading.Thread(target=self._run_worker, name="hand_mesh_inference", daemon=True),
-                         threading.Thread(target=self._run_debug_worker, name="hand_mesh_debug_image", daemon=True)]
+        self._threads = [threading.Thread(target=self._run_thread, args=(loop,), name=name, daemon=True)
+                         for loop, name in ((self._worker_loop, "hand_mesh_inference"),
+                                            (self._debug_loop, "hand_mesh_debug_image"))]
         for t in self._threads:
             t.start()
         self._refresh_subscribers()
@@ -968,9 +969,9 @@ class HandMeshNode(LifecycleNode):
         except Exception as e:  # noqa: BLE001 -- e.g. MediaPipe failing to restart
             self._log.error(f"could not apply {sorted(pending)} ({e}); keeping the previous settings")
 
-    def _run_worker(self) -> None:
+    def _run_thread(self, loop: Callable[[], None]) -> None:
         try:
-            self._worker_loop()
+            loop()
         finally:
             self._thread_ended()
 
@@ -1138,12 +1139,6 @@ class HandMeshNode(LifecycleNode):
                 s.window_stages[k] = s.window_stages.get(k, 0.0) + v
 
     # ----- debug-image thread -----------------------------------------------------------------
-
-    def _run_debug_worker(self) -> None:
-        try:
-            self._debug_loop()
-        finally:
-            self._thread_ended()
 
     def _debug_loop(self) -> None:
         box, stopping = self._debug_box, self._stopping
