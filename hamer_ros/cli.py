@@ -334,7 +334,8 @@ def write_obj(path: Path, vertices: np.ndarray, faces: np.ndarray) -> None:
 def hand_record(hand: Any, obj_name: str | None) -> dict:
     def arr(a):
         return None if a is None else np.round(np.asarray(a, dtype=np.float64), 6).tolist()
-    return {"side": hand.side, "score": round(hand.score, 4), "track_id": hand.track_id, "held": hand.held,
+    return {"side": hand.side, "score": round(hand.score, 4), "side_score": round(hand.side_score, 4),
+            "track_id": hand.track_id, "held": hand.held,
             "box_xyxy": arr(hand.box), "joints_m": arr(hand.joints), "keypoints_px": arr(hand.keypoints_2d),
             "wrist_position_m": arr(hand.wrist_position), "wrist_orientation": arr(hand.wrist_orientation),
             "joints_local_m": arr(hand.joints_local),

@@ -299,17 +299,26 @@ def test_no_hands():
 
 # --- a track's size ----------------------------------------------------------------------------
 
-def test_a_tracks_scale_is_a_robust_median_of_its_recent_frames():
+def test_a_tracks_placement_switches_after_steady_depth_ramps_and_holds():
     scales = TrackScales()
-    assert scales.get(1) is None and len(scales) == 0
+    assert scales.place(1, None) == (1.0, "rgb") and len(scales) == 0
+    # depth that flickers on and off never moves the track off its RGB placement
+    assert [scales.place(1, m)[1] for m in (1.2, None, 1.2, 1.2)] == ["rgb"] * 4
+    # the third consecutive frame on depth switches; the step is spread over three frames
+    ramp = [scales.place(1, 1.2) for _ in range(4)]
+    assert [p for _, p in ramp] == ["rgbd"] * 4
+    np.testing.assert_allclose([s for s, _ in ramp], [1.2 ** (1 / 3), 1.2 ** (2 / 3), 1.2, 1.2])
+    # no usable depth: the track's size, the median of its measured scales
+    assert scales.place(1, None) == (pytest.approx(1.2), "rgbd-held")
     for s in [1.2] * 10 + [0.5, 3.0]:          # two bad frames do not move it
-        scales.add(1, s)
-    scales.add(2, 0.9)
-    assert scales.get(1) == pytest.approx(1.2) and scales.get(2) == pytest.approx(0.9)
+        scales.place(1, s)
+    assert scales.get(1) == pytest.approx(1.2)
     for _ in range(40):                        # a slow estimate that still follows a lasting change
-        scales.add(1, 1.0)
+        scales.place(1, 1.0)
     assert scales.get(1) == pytest.approx(1.0)
+    scales.place(2, 0.9)
     scales.keep_only({2})
     assert scales.get(1) is None and scales.get(2) == pytest.approx(0.9)
+    assert scales.place(1, None) == (1.0, "rgb")     # a track that ended starts again from RGB
     scales.clear()
     assert len(scales) == 0

@@ -88,7 +88,8 @@ def box_contains(box, xy) -> bool:
 
 def check_hand(d, image_shape):
     h, w = image_shape[:2]
-    assert 0.0 <= d.score <= 1.0
+    # the detection confidence MediaPipe's solution API lets us know: the threshold it passed
+    assert d.score == pytest.approx(0.5) and 0.5 <= d.side_score <= 1.0
     assert d.box.shape == (4,) and d.box[2] > d.box[0] and d.box[3] > d.box[1]
     assert d.keypoints.shape == (21, 2) and d.world_joints.shape == (21, 3)
     # tight box: every keypoint inside it, and it touches the extreme keypoints

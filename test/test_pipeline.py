@@ -194,8 +194,8 @@ class SequenceDetector:
     def __call__(self, image):
         dets = self.frames[self.k % len(self.frames)]
         self.k += 1
-        return [Detection(box=d.box.copy(), is_right=d.is_right, score=d.score, keypoints=d.keypoints,
-                          world_joints=d.world_joints) for d in dets]
+        return [Detection(box=d.box.copy(), is_right=d.is_right, score=d.score, side_score=d.side_score,
+                          keypoints=d.keypoints, world_joints=d.world_joints) for d in dets]
 
     def reset(self):
         self.resets += 1
@@ -257,9 +257,10 @@ def test_mesh_shape_is_averaged_per_track(tiny_model, monkeypatch):
 
 
 def test_a_tracks_size_from_depth_places_it_through_frames_without_depth():
-    """Depth scales the hand along its rays (placement rgbd, its scale published); frames without
-    usable depth use the track's size from earlier frames (rgbd-held) instead of jumping back to
-    the RGB distance; a fresh start forgets it. The depth is an independent hand surface's."""
+    """Depth scales the hand along its rays (placement rgbd, its scale published) once it placed
+    the track on three frames in a row, the step spread over three frames; frames without usable
+    depth use the track's size from earlier frames (rgbd-held) instead of jumping back to the RGB
+    distance; a fresh start forgets it. The depth is an independent hand surface's."""
     from hamer_ros.testing import hand_in_view, hand_surface_mesh, render_mesh_depth
     rng = np.random.default_rng(2)
     truth = hand_in_view(rng, 0.6, K, (W, H), margin=40)
@@ -275,18 +276,23 @@ def test_a_tracks_size_from_depth_places_it_through_frames_without_depth():
     assert np.linalg.norm(rgb.joints[0] - truth[0]) > 0.05
 
     pipe = HandPipeline(PipelineConfig(device="cpu", filter=False), detector=SequenceDetector([[det]]))
-    depths = [depth] * 5 + [None, no_hand, None]
+    depths = [depth] * 6 + [None, no_hand, None]
     out = [pipe(frame(), K, stamp=k / 30, depth=d)[0] for k, d in enumerate(depths)]
-    on, held = out[:5], out[5:]
-    assert all(h.placement == "rgbd" for h in on) and all(h.placement == "rgbd-held" for h in held)
+    # two frames on RGB (hysteresis), then depth, the step spread over three frames; then held
+    assert [h.placement for h in out] == ["rgb"] * 2 + ["rgbd"] * 4 + ["rgbd-held"] * 3
+    assert out[0].scale == 1.0 and out[2].scale < out[3].scale < out[4].scale
+    on, held = out[4:6], out[6:]
     assert on[0].scale == pytest.approx(1.2, rel=0.02) and np.isfinite(on[0].depth_residual)
-    for h in held:
-        assert h.scale == pytest.approx(np.median([o.scale for o in on]))
+    for h in on + held:
         assert np.linalg.norm(h.joints[0] - truth[0]) < 0.006
-        assert np.isnan(h.depth_residual)
+    for h in held:
+        assert h.scale == pytest.approx(pipe._scales.get(h.track_id)) and np.isnan(h.depth_residual)
     for h in out:      # the rays stay: scaled about the camera, every joint projects where RGB put it
         np.testing.assert_allclose(project_points(h.joints, K), project_points(rgb.joints, K), atol=1e-6)
         assert h.reprojection_error == pytest.approx(rgb.reprojection_error)
+    # independent images (no stamp): each placed on its own depth at once, nothing carried over
+    still = HandPipeline(PipelineConfig(device="cpu"), detector=SequenceDetector([[det]]))
+    assert [still(frame(), K, depth=d)[0].placement for d in (depth, None)] == ["rgbd", "rgb"]
     pipe.reset_tracking()
     (fresh,) = pipe(frame(), K, stamp=0.0)
     assert fresh.placement == "rgb" and fresh.scale == 1.0
@@ -354,3 +360,17 @@ def test_a_hand_with_nan_never_reaches_an_output_and_its_track_recovers(monkeypa
     (after,) = pipe(frame(), K, stamp=4 / 30)
     assert after.track_id == good[0].track_id and after.is_finite() and not after.held
     assert np.linalg.norm(after.wrist_position - good[-1].wrist_position) < 0.01    # the filter was not poisoned
+
+
+def test_min_score_thresholds_the_detection_not_the_side():
+    """A confidently detected hand whose side is uncertain is kept (its side_score says so); a
+    weak detection is dropped whatever its side's confidence."""
+    rng = np.random.default_rng(14)
+    sure, unsure_side, weak = _scene(rng, (True, (-0.12, 0.0)), (False, (0.12, 0.0)), (True, (0.0, 0.1)))
+    sure.score, sure.side_score = 0.9, 0.95
+    unsure_side.score, unsure_side.side_score = 0.9, 0.3
+    weak.score, weak.side_score = 0.2, 0.99
+    pipe = HandPipeline(PipelineConfig(device="cpu", min_score=0.5, max_hands=3),
+                        detector=SequenceDetector([[sure, unsure_side, weak]]))
+    hands = pipe(frame(), K)
+    assert sorted((h.score, h.side_score) for h in hands) == [(0.9, 0.3), (0.9, 0.95)]

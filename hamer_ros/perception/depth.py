@@ -36,6 +36,8 @@ CLUSTER = 0.012           # m, half-width of the offset cluster at 0 noise
 NOISE_AT_1M = 0.004       # m, depth noise scale of a stereo camera (σ ≈ this · z²), widens the gates
 _MAD_TO_SIGMA = 1.4826    # a median absolute deviation as the σ of Gaussian noise
 SCALE_WINDOW = 30         # a track's size is the median of its last this many measured scales
+SWITCH_FRAMES = 3         # consecutive frames on depth before a track goes over from its RGB placement
+RAMP_FRAMES = 3           # frames over which that step is spread
 # A hand placed from RGB is off in size by less than this (people's hands differ by about ±25 %
 # from the networks' average hand): depth that asks for more shows something else, e.g. a wall
 # where the hand is not, or a depth image that is not aligned.
@@ -214,27 +216,59 @@ def anchor_on_depth(surfaces: list[np.ndarray], depth: np.ndarray, K: np.ndarray
     return out
 
 
+@dataclass
+class _TrackDepth:
+    scales: deque            # its last SCALE_WINDOW measured scales
+    streak: int = 0          # consecutive frames depth placed it
+    on_depth: bool = False   # switched to depth placement
+    ramp: int = 0            # frames since the switch
+
+
 class TrackScales:
-    """Each track's hand size relative to the network's hand, from the frames depth placed it on:
-    the median of its last SCALE_WINDOW scales (a person's hands do not change size, and a median
-    ignores the odd bad frame). A frame without usable depth places the track's hand with it."""
+    """Each stream track's placement along its rays from depth.
+
+    Size: a person's hands do not change size, so a track's is the median of its last
+    SCALE_WINDOW measured scales (the odd bad frame does not move it); a frame without usable depth
+    places the track's hand with it ("rgbd-held") instead of jumping back to the RGB distance.
+    Hysteresis: a track goes over to depth only after SWITCH_FRAMES consecutive frames that depth
+    placed ("rgb" until then, so a flicker of depth never flips it), and the step from its RGB
+    distance is spread over RAMP_FRAMES frames (a scale growing geometrically to the measured one)."""
 
     def __init__(self) -> None:
-        self._scales: dict[int, deque[float]] = {}
+        self._tracks: dict[int, _TrackDepth] = {}
 
-    def add(self, track_id: int, scale: float) -> None:
-        self._scales.setdefault(track_id, deque(maxlen=SCALE_WINDOW)).append(float(scale))
+    def place(self, track_id: int, measured: float | None) -> tuple[float, str]:
+        """(scale, placement) for this frame's hand of the track; `measured`: this frame's scale
+        from depth, None when depth could not place it."""
+        t = self._tracks.get(track_id)
+        if t is None:
+            if measured is None:
+                return 1.0, "rgb"
+            t = self._tracks[track_id] = _TrackDepth(deque(maxlen=SCALE_WINDOW))
+        if measured is not None:
+            t.scales.append(float(measured))
+            t.streak += 1
+        else:
+            t.streak = 0
+        if not t.on_depth:
+            if t.streak < SWITCH_FRAMES:
+                return 1.0, "rgb"
+            t.on_depth = True
+        t.ramp = min(t.ramp + 1, RAMP_FRAMES)
+        target = float(measured) if measured is not None else float(np.median(t.scales))
+        return target ** (t.ramp / RAMP_FRAMES), ("rgbd" if measured is not None else "rgbd-held")
 
     def get(self, track_id: int) -> float | None:
-        seen = self._scales.get(track_id)
-        return float(np.median(seen)) if seen else None
+        """The track's size: the median of its measured scales (None before any)."""
+        t = self._tracks.get(track_id)
+        return float(np.median(t.scales)) if t is not None and t.scales else None
 
     def __len__(self) -> int:
-        return len(self._scales)
+        return len(self._tracks)
 
     def keep_only(self, track_ids: set[int]) -> None:
-        for tid in [t for t in self._scales if t not in track_ids]:
-            del self._scales[tid]
+        for tid in [t for t in self._tracks if t not in track_ids]:
+            del self._tracks[tid]
 
     def clear(self) -> None:
-        self._scales.clear()
+        self._tracks.clear()

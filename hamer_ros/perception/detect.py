@@ -88,6 +88,7 @@ class MediaPipeHandDetector:
             # downloaded at run time in our deployments.
             raise RuntimeError(f"could not start MediaPipe Hands ({e}); {_MEDIAPIPE_HINT}") from e
         self.video_mode = bool(video_mode)
+        self.min_detection_confidence = float(min_detection_confidence)
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]:
         if self._hands is None:
@@ -128,7 +129,10 @@ class MediaPipeHandDetector:
             out.append(Detection(
                 box=box,
                 is_right=label.label == "Left",
-                score=float(label.score),
+                # Its solution API reports no per-hand detection confidence: every hand it returns
+                # passed min_detection_confidence, the most that can be said of it.
+                score=self.min_detection_confidence,
+                side_score=float(label.score),
                 keypoints=kp,
                 world_joints=joints,
                 keypoint_depth=norm[:, 2] * np.float32(w),

@@ -248,7 +248,7 @@ class HandPipeline:
             hands = self._joint_hands(detections, K, dist, times)
         if hands and (depth is not None or self._scales):
             t = time.perf_counter()
-            self._place_on_depth(hands, depth, K, dist)
+            self._place_on_depth(hands, depth, K, dist, stream=stamp is not None)
             times.extra["depth"] = _ms(t)
         finite = [h for h in hands if h.is_finite()]
         if len(finite) < len(hands):   # never into a filter or an output
@@ -330,7 +330,8 @@ class HandPipeline:
         hands = []
         for i, d in enumerate(dets):
             hands.append(Hand(
-                is_right=bool(d.is_right), score=float(d.score), box=d.box, joints=joints_cam[i],
+                is_right=bool(d.is_right), score=float(d.score), side_score=float(d.side_score), box=d.box,
+                joints=joints_cam[i],
                 keypoints_2d=keypoints[i], wrist_position=joints_cam[i, 0], wrist_orientation=frames[i],
                 reprojection_error=float(errors[i]), vertices=vertices[i] + trans[i],
                 faces=self.faces_right if d.is_right else self.faces_left,
@@ -340,26 +341,27 @@ class HandPipeline:
         return hands
 
     def _place_on_depth(self, hands: list[Hand], depth: np.ndarray | None, K: np.ndarray,
-                        dist: np.ndarray | None) -> None:
-        """Scales the hands along their rays, in place: onto this frame's depth where it can place
-        them, else by their track's size measured on earlier frames; others keep their RGB placement."""
+                        dist: np.ndarray | None, stream: bool) -> None:
+        """Scales the hands along their rays, in place. A tracked hand of a stream goes through its
+        track's TrackScales (size kept through frames without depth, hysteresis, a ramp); any other
+        hand is scaled onto this frame's depth where depth can place it."""
         anchor = None
         if depth is not None:
             surfaces = [front_faces(h.vertices, h.faces) if h.vertices is not None
                         else joint_surface_points(h.joints[None])[0] for h in hands]
             anchor = anchor_on_depth(surfaces, depth, K, dist)
         for i, h in enumerate(hands):
-            if anchor is not None and anchor.used[i]:
-                scale = float(anchor.scale[i])
-                h.placement, h.depth_residual = "rgbd", float(anchor.residual[i])
-                if h.track_id >= 0:
-                    self._scales.add(h.track_id, scale)
+            measured = float(anchor.scale[i]) if anchor is not None and anchor.used[i] else None
+            if stream and h.track_id >= 0:
+                scale, h.placement = self._scales.place(h.track_id, measured)
+            elif measured is not None:
+                scale, h.placement = measured, "rgbd"
             else:
-                held = self._scales.get(h.track_id) if h.track_id >= 0 else None
-                if held is None:
-                    continue
-                scale, h.placement = held, "rgbd-held"
-            _scale_about_camera(h, scale)
+                continue
+            if h.placement == "rgbd":
+                h.depth_residual = float(anchor.residual[i])
+            if h.placement != "rgb":
+                _scale_about_camera(h, scale)
         if self.tracker is not None:
             self._scales.keep_only(set(self.tracker.track_ids))
 
@@ -396,7 +398,8 @@ class HandPipeline:
         errors = reprojection_error(world, trans, kp, K, dist=dist)
         is_right = np.array([d.is_right for d in dets])
         frames = hand_frame(joints_cam, is_right)
-        hands = [Hand(is_right=bool(d.is_right), score=float(d.score), box=d.box, joints=joints_cam[i],
+        hands = [Hand(is_right=bool(d.is_right), score=float(d.score), side_score=float(d.side_score), box=d.box,
+                      joints=joints_cam[i],
                       keypoints_2d=kp[i], wrist_position=joints_cam[i, 0], wrist_orientation=frames[i],
                       reprojection_error=float(errors[i]), track_id=d.track_id)
                  for i, d in enumerate(dets)]

@@ -78,7 +78,7 @@ def remove_duplicates(detections: list[Detection]) -> list[Detection]:
     has_kp = np.array([k is not None for k in kps])
     same &= kp_same | ~(has_kp[:, None] & has_kp[None, :])
     kept: list[int] = []
-    for i in sorted(range(len(detections)), key=lambda i: -detections[i].score):
+    for i in sorted(range(len(detections)), key=lambda i: (-detections[i].score, -detections[i].side_score)):
         if not any(same[i, k] for k in kept):
             kept.append(i)
     return [d for i, d in enumerate(detections) if i in kept]

@@ -14,7 +14,8 @@ class Detection:
 
     box: np.ndarray                     # (4,) float, x1, y1, x2, y2 (px)
     is_right: bool                      # real anatomical side in a normal (non-mirrored) camera image
-    score: float                        # detector confidence, 0..1
+    score: float                        # detection confidence, 0..1 (that it is a hand)
+    side_score: float = 1.0             # confidence in is_right, 0..1 (given sides: 1)
     keypoints: np.ndarray | None = None  # (21, 2) px, OpenPose hand order, when the detector has them
     world_joints: np.ndarray | None = None  # (21, 3) m, metric joints up to translation (camera axes)
     keypoint_depth: np.ndarray | None = None  # (21,) px, depth relative to the wrist in image-pixel units
@@ -49,6 +50,7 @@ class Hand:
     placement: str = "rgb"                   # PLACEMENTS: how its distance along the rays was fixed
     depth_residual: float = float("nan")     # m, robust spread of depth - hand surface ("rgbd" only)
     scale: float = 1.0                       # its size relative to the network's hand (1.0: from RGB alone)
+    side_score: float = 1.0                  # confidence in is_right (the detector's handedness score)
 
     def is_finite(self) -> bool:
         """No NaN or infinity in anything a consumer reads (one would poison a filter, a TF tree,
@@ -56,7 +58,7 @@ class Hand:
         arrays = [self.joints, self.keypoints_2d, self.wrist_position, self.wrist_orientation, self.box,
                   self.vertices, self.global_orient, self.hand_pose, self.betas]
         return (all(a is None or bool(np.all(np.isfinite(a))) for a in arrays)
-                and bool(np.isfinite(self.score) and np.isfinite(self.scale)))
+                and bool(np.isfinite(self.score) and np.isfinite(self.scale) and np.isfinite(self.side_score)))
 
     @property
     def side(self) -> str:

@@ -136,6 +136,7 @@ def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
     m.side = HandMsg.RIGHT if hand.is_right else HandMsg.LEFT
     m.track_id = int(hand.track_id)
     m.score = float(hand.score)
+    m.side_score = float(hand.side_score)
     m.box = np.asarray(hand.box, dtype=np.float32).reshape(4)
     joints = np.asarray(hand.joints, dtype=np.float64).reshape(21, 3)
     # The fixed-size Point[21] already holds 21 Points: fill them instead of building new ones.

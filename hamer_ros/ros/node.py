@@ -217,7 +217,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'[{box: [x1, y1, x2, y2], side: right}]' (on the command line quote it twice: "
               "-p 'rois:=\"[...]\"').", check=_check_rois),
     ParamSpec("max_hands", 2, "Most hands per frame (the highest-scoring are kept).", range=(1, 10)),
-    ParamSpec("min_score", 0.5, "Least detection confidence of a hand.", range=(0.0, 1.0)),
+    ParamSpec("min_score", 0.5, "Least detection confidence of a hand (MediaPipe: its detection threshold); "
+              "never a threshold on the side's confidence.", range=(0.0, 1.0)),
     ParamSpec("rescale", 2.0, "Crop side = rescale x max(4/3 w, h) of the hand box (2.0 as in "
               "HaMeR's demo).", range=(1.0, 4.0)),
     ParamSpec("refine_translation", True, "Place each hand by robust least squares on 2D keypoints "

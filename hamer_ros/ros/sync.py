@@ -69,7 +69,7 @@ class Intrinsics:
     height: int
     problem: str | None = None    # why K is unusable (see check_intrinsics); None = usable
     problem_kind: str = ""        # groups problems of one kind (for log throttling)
-    note: str | None = None       # a non-fatal remark (e.g. a distortion model OpenCV lacks)
+    lens_problem: str | None = None   # a distortion model this package cannot apply: frames are skipped
 
 
 def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics:
@@ -83,7 +83,7 @@ def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics
     cx' = (cx - x_offset) / b_x (likewise y), and its size is the ROI's (or the full one) / binning.
     The distortion stays as it is: it acts on normalised coordinates, which do not change.
     """
-    note = None
+    lens_problem = None
     if rectified:
         K = np.asarray(msg.p, dtype=np.float64).reshape(3, 4)[:, :3].copy()
         D = None
@@ -96,10 +96,13 @@ def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics
         elif model in OPENCV_MODELS and np.all(np.isfinite(d)):
             D = d.copy()
         else:
+            # e.g. a fisheye's 'equidistant': placing hands with another lens model would put them
+            # somewhere wrong without a word, so their frames are not placed at all
             D = None
-            note = (f"distortion model '{model}' with coefficients {d.tolist()} is not an OpenCV "
-                    f"model ({', '.join(OPENCV_MODELS)}); ignoring the distortion. Feed a rectified "
-                    "image (image_rect) and set image_is_rectified:=true for accurate 3D")
+            lens_problem = (f"distortion model '{model}' with coefficients {d.tolist()} is not supported "
+                            f"(only {', '.join(OPENCV_MODELS)}); skipping the frame rather than placing hands "
+                            "with the wrong lens model. Feed the rectified image (image_proc's image_rect) and "
+                            "set image_is_rectified:=true")
     bx, by = max(1, int(getattr(msg, "binning_x", 0))), max(1, int(getattr(msg, "binning_y", 0)))
     roi = getattr(msg, "roi", None)
     x_off, y_off = (int(roi.x_offset), int(roi.y_offset)) if roi is not None else (0, 0)
@@ -111,7 +114,8 @@ def intrinsics_from_camera_info(msg: Any, rectified: bool = False) -> Intrinsics
     width, height = (roi_w, roi_h) if roi_w > 0 and roi_h > 0 else (int(msg.width), int(msg.height))
     kind, problem = intrinsics_problem(K) or ("", None)
     return Intrinsics(K=K, D=D, stamp_ns=stamp_to_ns(msg.header.stamp), frame_id=str(msg.header.frame_id),
-                      width=width // bx, height=height // by, problem=problem, problem_kind=kind, note=note)
+                      width=width // bx, height=height // by, problem=problem, problem_kind=kind,
+                      lens_problem=lens_problem)
 
 
 @dataclass
@@ -233,8 +237,8 @@ class CameraInfoSync:
                 f"CameraInfo of frame '{info.frame_id}' is for {info.width}x{info.height} px (after its "
                 f"binning and roi) but the image is {width}x{height} px; the intrinsics probably belong to "
                 "another resolution (3D will be off). Remap camera_info:= to the matching stream"), False))
-        if info.note:
-            problems.append(Problem(f"distortion:{info.frame_id}", info.note, False))
+        if info.lens_problem:
+            problems.append(Problem(f"distortion:{info.frame_id}", f"{self.topic}: {info.lens_problem}", True))
         if info.problem:
             problems.append(Problem(f"bad_K:{info.problem_kind}:{info.frame_id}", (
                 f"unusable camera intrinsics on {self.topic} (frame '{info.frame_id}'): "

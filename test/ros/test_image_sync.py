@@ -134,10 +134,20 @@ def test_good_intrinsics_and_distortion():
     assert i.problem is None and i.K[0, 0] == 500 and i.D is not None and i.D.shape == (5,)
     assert intrinsics_from_camera_info(_info(5, D=[0, 0, 0, 0, 0])).D is None
     fisheye = intrinsics_from_camera_info(_info(5, D=[0.1, 0, 0, 0], model="equidistant"))
-    assert fisheye.D is None and "equidistant" in fisheye.note
+    assert fisheye.D is None and "'equidistant'" in fisheye.lens_problem and "image_is_rectified" in fisheye.lens_problem
+    # rectified: the lens model no longer applies, the frame is placed
+    assert intrinsics_from_camera_info(_info(5, D=[0.1, 0, 0, 0], model="equidistant"), rectified=True).lens_problem is None
     P = np.array([[400.0, 0, 300, 0], [0, 410, 200, 0], [0, 0, 1, 0]])
     rect = intrinsics_from_camera_info(_info(5, D=[0.1, 0, 0, 0, 0], P=P), rectified=True)
     assert rect.K[0, 0] == 400 and rect.K[1, 1] == 410 and rect.D is None
+
+
+def test_a_fisheye_camera_info_skips_its_frames_with_one_clear_error():
+    s = CameraInfoSync("/cam/camera_info", "latest", stale_after=5.0)
+    s.add(intrinsics_from_camera_info(_info(10**9, "fish", D=[0.1, -0.02, 0.003, 0.0], model="equidistant")))
+    m = s.match(10**9, "fish", 640, 480)
+    assert not m.usable and [p.key for p in m.problems] == ["distortion:fish"] and m.problems[0].skip
+    assert "/cam/camera_info" in m.problems[0].text and "image_is_rectified:=true" in m.problems[0].text
 
 
 def test_latest_pairs_newest_of_the_same_frame_and_never_blocks_on_old_infos():

@@ -3,6 +3,7 @@ CameraInfo of its own frame_id; another camera's CameraInfo never leaks into its
 and ROI CameraInfos place hands exactly as the equivalent plain intrinsics do."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,3 +90,30 @@ def test_binning_and_roi_place_hands_as_the_plain_intrinsics(tester, node):
     np.testing.assert_allclose(joints_of(binned), joints_of(plain), atol=1e-6)
     # no size warning: the ROI and binning explain the image size
     assert "cam_binned' is for" not in node.output()
+
+
+def test_a_fisheye_camera_is_never_placed_with_the_wrong_lens_model(tester, node):
+    """equidistant distortion: its frames are skipped with one clear error naming the fix; a
+    pinhole camera on the same topic is still served."""
+    node.wait_log(r"ready|active", timeout=60)
+    camera = Camera(tester, node.ns)
+    pixels = _test_pattern(13)
+    msg = CameraInfo(width=W, height=H, distortion_model="equidistant")
+    msg.header.frame_id = "cam_fish"
+    msg.header.stamp = _stamp(camera.stamp_now())
+    msg.k = np.asarray(K, dtype=np.float64).ravel()
+    msg.d = [0.08, -0.02, 0.004, -0.001]
+    msg.p = np.hstack([np.asarray(K, dtype=np.float64), np.zeros((3, 1))]).ravel()
+    camera.info_pub.publish(msg)
+    topic = f"{node.ns}/hands"
+    mark = len(node.output())
+    stamps = set()
+    deadline = time.monotonic() + 15
+    while "distortion model 'equidistant'" not in node.output()[mark:] and time.monotonic() < deadline:
+        stamps.add(camera.image(pixels=pixels, frame="cam_fish"))
+        time.sleep(0.2)
+    line = node.wait_log(r"distortion model 'equidistant'", timeout=1, after=mark)
+    assert "skipping the frame" in line and "image_is_rectified:=true" in line
+    publish_info(camera, "cam_pin", K, (W, H))
+    _serve_good_frame(tester, camera, node, pixels=pixels, frame="cam_pin")
+    assert not {_ns(m.header) for m in tester.received(topic)} & stamps, "a fisheye frame was placed"

@@ -62,6 +62,7 @@ def test_hand_fields():
         "vertices": "sequence<float>",
         "has_mesh": "boolean",
         "held": "boolean",
+        "side_score": "float",
         "placement": "uint8",
         "scale": "float",
         "depth_residual": "float",
