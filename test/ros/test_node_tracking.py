@@ -72,6 +72,11 @@ def test_ids_held_hands_and_runtime_parameters(tester, node):
         assert all(h.held for h in m.hands) and [h.track_id for h in m.hands] == ids[0]
         for h, last in zip(m.hands, seen[-1].hands):
             assert (h.wrist.position.x, h.wrist.position.z) == (last.wrist.position.x, last.wrist.position.z)
+    # TF shows hands seen in a frame only: the seen frames have their wrist frames, the held ones none
+    prefix = node.ns.strip("/") + "/"            # the default tf_prefix: the node's namespace
+    tf_stamps = {_ns(t.header) for _, m in tester.tf for t in m.transforms if t.child_frame_id.startswith(prefix)}
+    assert _ns(seen[-1].header) in tf_stamps
+    assert not {_ns(m.header) for m in lost} & tf_stamps, "TF carried a held hand"
 
     # run-time changes: no holding at all, then the hands come back (new ids: their tracks ended)
     results = tester.set_parameters(node.fqn, hold_time=0.0, rois=ROIS)
@@ -81,3 +86,23 @@ def test_ids_held_hands_and_runtime_parameters(tester, node):
     (r,) = tester.set_parameters(node.fqn, rois="[]")
     assert r.successful
     assert len(video.next().hands) == 0
+
+
+def test_a_scene_cut_after_a_pause_gives_exactly_the_new_scene(tester, node):
+    """Two hands, a 2 s pause in the stamps, then one left hand where the right one was: the first
+    frame after the pause holds exactly that hand (its box, its detector's side, a new id, not
+    held), not the old right track carried over or blended."""
+    node.wait_log(r"ready|active", timeout=60)
+    results = tester.set_parameters(node.fqn, hold_time=0.11, rois=ROIS)
+    assert all(r.successful for r in results), [r.reason for r in results]
+    video = Video(tester, node)
+    before = [video.next() for _ in range(6)]
+    assert all(len(m.hands) == 2 for m in before[2:])
+    old_ids = {h.track_id for m in before for h in m.hands}
+    new_box = [185.0, 55.0, 275.0, 165.0]                  # inside the old right hand's box, labelled left
+    (r,) = tester.set_parameters(node.fqn, rois=f"[{{box: {new_box}, side: left}}]")
+    assert r.successful, r.reason
+    video.stamp += 2_000_000_000
+    (hand,) = video.next().hands
+    assert hand.side == hand.LEFT and not hand.held and hand.track_id not in old_ids
+    np.testing.assert_allclose(list(hand.box), new_box, atol=1e-3)     # its own box, no smoothing from before
