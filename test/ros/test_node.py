@@ -829,3 +829,51 @@ def test_degraded_modes_show_in_diagnostics(inproc):
     node._last_image_mono = time.monotonic()
     level, message, _ = status()
     assert level == Status.ERROR and "3 frame(s) failed" in message, message
+
+
+def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypatch):
+    """A NaN injected into one frame's placement: that frame's HandArray leaves the hand out and
+    TF carries no NaN; the next frame has the hand again, on the same track."""
+    from hamer_ros.perception import FixedRoiDetector, HandPipeline, PipelineConfig
+    from hamer_ros.ros.node import HandMeshNode
+    from hamer_ros.ros.node import parse_rois
+    rois = parse_rois(ROIS)
+    pipe = HandPipeline(PipelineConfig(detector="fixed", rois=rois, device="cpu"), model=tiny_model,
+                        detector=FixedRoiDetector(rois))
+    ns = f"/{RUN}/nan"
+    node = HandMeshNode(pipeline=pipe, context=tester.context, namespace=ns,
+                        parameter_overrides=[Parameter("detector", value="fixed"), Parameter("rois", value=ROIS)])
+    tester.subscribe(ns, markers=False, debug=False)
+    try:
+        node.start()
+        original = pipe._mesh_hands
+
+        def poisoned(*args, **kw):
+            hands = original(*args, **kw)
+            hands[0].joints = hands[0].joints.copy()
+            hands[0].joints[4] = np.nan
+            return hands
+        node._on_camera_info(_info_for(10))
+        stamps = [10**9 + k * 33_333_333 for k in range(3)]
+        for k, stamp in enumerate(stamps):
+            if k == 1:
+                monkeypatch.setattr(pipe, "_mesh_hands", poisoned)
+            node._process(_image_for(stamp), 0.0)
+            monkeypatch.setattr(pipe, "_mesh_hands", original)
+        got = tester.wait(lambda: (lambda ms: ms if len(ms) == 3 else None)(    # wait() holds the lock
+            [m for _, m in tester.inbox[f"{ns}/hands"] if _ns(m.header) in stamps]), 10, "three HandArrays")
+        by_stamp = {_ns(m.header): m for m in got}
+        counts = [len(by_stamp[s].hands) for s in stamps]
+        assert counts == [2, 1, 2], counts
+        for m in got:
+            for h in m.hands:
+                assert np.all(np.isfinite([(p.x, p.y, p.z) for p in h.joints]))
+        first, last = by_stamp[stamps[0]], by_stamp[stamps[2]]
+        assert [h.track_id for h in last.hands] == [h.track_id for h in first.hands]
+        transforms = [t for _, m in tester.tf for t in m.transforms if t.child_frame_id.startswith(ns.strip("/"))]
+        assert transforms and all(np.isfinite([t.transform.translation.x, t.transform.translation.y,
+                                               t.transform.translation.z]).all() for t in transforms)
+        assert pipe.nonfinite_dropped == 1
+    finally:
+        node.close()
+        node.destroy_node()
