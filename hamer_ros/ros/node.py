@@ -1345,12 +1345,35 @@ def camera_rate(stamps: list[int], max_gap_s: float = 1.0) -> tuple[float | None
     return 1.0 / period, min(1.0, len(gaps) / expected)
 
 
-def _profile_path() -> str:
+def _installed_profile() -> Path | None:
     try:
         from ament_index_python.packages import get_package_share_directory
-        return str(Path(get_package_share_directory("hamer_ros"), "config", PROFILE_FILE))
-    except Exception:  # noqa: BLE001
-        return f"<hamer_ros share>/config/{PROFILE_FILE}"
+        path = Path(get_package_share_directory("hamer_ros"), "config", PROFILE_FILE)
+    except Exception:  # noqa: BLE001 -- not installed with colcon
+        return None
+    return path if path.is_file() else None
+
+
+def _profile_path() -> str:
+    path = _installed_profile()
+    return str(path) if path is not None else f"<hamer_ros share>/config/{PROFILE_FILE}"
+
+
+def use_shipped_profile() -> str | None:
+    """Points Fast DDS at the shipped large-image profile unless the user has a profile of their
+    own or another middleware, so `ros2 run`, the executable and the launch file behave alike.
+    Must run before ROS initialises (Fast DDS reads it when the participant is made). Returns the
+    path it set, or None."""
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
+        return None
+    if any(os.environ.get(k) for k in PROFILE_ENV):
+        return None
+    path = _installed_profile()
+    if path is None:
+        return None
+    for k in PROFILE_ENV:
+        os.environ[k] = str(path)
+    return str(path)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
@@ -1364,6 +1387,7 @@ def main(args: list[str] | None = None) -> None:
     # which by default kills the process (exit 143, no cleanup). A Python handler in its place
     # turns SIGTERM into the same clean stop as Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    profile = use_shipped_profile()
     try:
         try:
             rclpy.init(args=args)
@@ -1375,6 +1399,9 @@ def main(args: list[str] | None = None) -> None:
                 "quotes on the command line, e.g. -p 'rois:=\"[{box: [100, 120, 260, 300], side: right}]\"'"
             ) from None
         node = HandMeshNode()
+        if profile:
+            node.get_logger().info(f"Fast DDS profile for large images: {profile} (set "
+                                   f"{PROFILE_ENV[0]} to use your own)")
         if node.autostart:
             node.start()
         else:

@@ -72,8 +72,10 @@ def _ros_env() -> dict[str, str]:
 # the node under test, as a subprocess
 
 class NodeProcess:
-    def __init__(self, name: str, params: dict[str, Any], tmp: Path, command: list[str] | None = None) -> None:
-        """`command`: how to start the node (default: the installed executable)."""
+    def __init__(self, name: str, params: dict[str, Any], tmp: Path, command: list[str] | None = None,
+                 unset: tuple[str, ...] = ()) -> None:
+        """`command`: how to start the node (default: the installed executable); `unset`:
+        environment variables the node must not see."""
         self.name = name
         self.ns = f"/{RUN}/{name}"
         self.fqn = f"{self.ns}/hand_mesh_node"
@@ -83,7 +85,7 @@ class NodeProcess:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [*(command or [str(_node_executable())]), "--ros-args", "--params-file", str(params_file), "-r", f"__ns:={self.ns}"],
-            stdout=self._log, stderr=subprocess.STDOUT, env=_ros_env())
+            stdout=self._log, stderr=subprocess.STDOUT, env={k: v for k, v in _ros_env().items() if k not in unset})
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -877,3 +879,20 @@ def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypa
     finally:
         node.close()
         node.destroy_node()
+
+
+def test_the_node_applies_the_large_image_profile_itself(node_tmp):
+    """Started without a Fast DDS profile (ros2 run, the bare executable), the node uses the shipped
+    one, as the launch file and env.sh do; a profile of the user's own is kept."""
+    from hamer_ros.ros.node import PROFILE_ENV
+    bare = NodeProcess("profile", dict(detector="fixed", rois=ROIS, image_timeout=30.0), node_tmp, unset=PROFILE_ENV)
+    own = NodeProcess("ownprofile", dict(detector="fixed", rois=ROIS, image_timeout=30.0), node_tmp)
+    try:
+        line = bare.wait_log(r"Fast DDS profile for large images: ", timeout=30)
+        assert line.rstrip().endswith(f"share/hamer_ros/config/fastdds_large_images.xml (set {PROFILE_ENV[0]} to use "
+                                      "your own)"), line
+        own.wait_log(r"\]: active", timeout=30)
+        if any(os.environ.get(k) for k in PROFILE_ENV):       # the tests' environment has one (env.sh)
+            assert "Fast DDS profile for large images" not in own.output()
+    finally:
+        assert bare.stop() == 0 and own.stop() == 0
