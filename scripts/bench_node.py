@@ -115,7 +115,7 @@ def main() -> None:
     from std_msgs.msg import Header
     from visualization_msgs.msg import MarkerArray
 
-    from hamer_ros.msg import HandArray
+    from hamer_ros_msgs.msg import HandArray
     from hamer_ros.ros import convert
     from hamer_ros.ros.node import HandMeshNode
 
@@ -166,7 +166,7 @@ def main() -> None:
         hands = _hands(1280, 720)
         specs = convert.marker_specs(hands)
         vert = hands[0].vertices.ravel()
-        from hamer_ros.msg import Hand as HandMsg
+        from hamer_ros_msgs.msg import Hand as HandMsg
         micro = {
             "MarkerArray as message objects (rclpy serializes)": lambda: convert.marker_array_msg(header, specs),
             "MarkerArray as CDR bytes (numpy)": lambda: convert.marker_array_cdr(0, 0, header.frame_id, specs),

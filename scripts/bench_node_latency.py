@@ -98,7 +98,7 @@ def measure(frames: int = 100, rate: float = 10.0, width: int = 1280, height: in
     from sensor_msgs.msg import CameraInfo, Image
     from visualization_msgs.msg import MarkerArray
 
-    from hamer_ros.msg import HandArray
+    from hamer_ros_msgs.msg import HandArray
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(workdir or tmp_s)

@@ -16,6 +16,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
   # ROS 2 stay visible; we never replace them with a CPU build.
   "$py" -m venv --system-site-packages "$venv"
 fi
+# colcon must never take the ROS packages inside the venv for this workspace's (a clone in src/)
+touch "$venv/COLCON_IGNORE"
 vpy="$venv/bin/python"
 pip=("$vpy" -m pip install -q --disable-pip-version-check -c "$root/scripts/constraints.txt")
 

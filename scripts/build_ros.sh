@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# colcon build --symlink-install of this package into <repo>/build and <repo>/install (plus the test-only tf2_msgs
-# stand-in when nothing else provides tf2_msgs). Two environments:
+# colcon build --symlink-install of the ROS packages in ros2/ (hamer_ros_msgs, hamer_ros) into <repo>/build and
+# <repo>/install (plus the test-only tf2_msgs stand-in when nothing else provides tf2_msgs). Two environments:
 #   - a sourced system ROS 2 (ROS_DISTRO set): its colcon and the system python3;
 #   - otherwise the PyPI wheels in <repo>/.venv (made by scripts/bootstrap.sh).
 # Idempotent and quiet; on failure prints the tail of the colcon log. Extra arguments go to
@@ -34,7 +34,7 @@ IFS=: read -r -a entries <<< "${PYTHONPATH:-}"
 for e in "${entries[@]}"; do
   [[ -z "$e" || "$e" == "$root/install"* ]] || other_pythonpath+="${other_pythonpath:+:}$e"
 done
-paths=("$root")
+paths=("$root/ros2")     # hamer_ros_msgs and hamer_ros
 if ! PYTHONPATH="$other_pythonpath" "$py" -c "import tf2_msgs.msg" >/dev/null 2>&1; then
   paths+=("$root/test/ros_interfaces/tf2_msgs")
 else
@@ -50,9 +50,18 @@ if [[ -d "$root/build" && ! -f "$marker" ]]; then
   rm -rf "${root:?}/build" "${root:?}/install"
 fi
 
+# A build tree of a package whose sources moved (the repository root was the hamer_ros package
+# before ros2/ existed) makes CMake stop: start that package afresh.
+for pkg in hamer_ros hamer_ros_msgs; do
+  cache="$root/build/$pkg/CMakeCache.txt"
+  if [[ -f "$cache" ]] && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$root/ros2/$pkg" "$cache"; then
+    rm -rf "${root:?}/build/$pkg" "${root:?}/install/$pkg"
+  fi
+done
+
 out="$root/log/build_ros.out"
 mkdir -p "$root/log"
-# --base-paths lists the package roots themselves, so the crawl never walks .venv or the tree.
+# --base-paths: ros2/ (its two packages) and the stand-in, so the crawl never walks .venv or the tree.
 if ! "${colcon[@]}" --log-base "$root/log" build \
     --base-paths "${paths[@]}" \
     --build-base "$root/build" --install-base "$root/install" --symlink-install \

@@ -30,8 +30,8 @@ def clone(tmp_path_factory) -> Path:
 
 
 def in_clone(clone: Path, args: list[str], cache: Path, **env: str) -> subprocess.CompletedProcess:
-    """Python in the clone: its own hamer_ros first on the path (the generated hamer_ros.msg still
-    comes from this environment's colcon install), no HAMER_ROS_EXAMPLES, its own user cache."""
+    """Python in the clone: its own hamer_ros first on the path (hamer_ros_msgs still comes from
+    this environment's colcon install), no HAMER_ROS_EXAMPLES, its own user cache."""
     environ = {k: v for k, v in os.environ.items() if k != "HAMER_ROS_EXAMPLES"}
     environ.update(PYTHONPATH=os.pathsep.join([str(clone), os.environ.get("PYTHONPATH", "")]),
                    XDG_CACHE_HOME=str(cache), **env)

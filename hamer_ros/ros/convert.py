@@ -24,8 +24,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from hamer_ros.msg import Hand as HandMsg
-from hamer_ros.msg import HandArray
+from hamer_ros_msgs.msg import Hand as HandMsg
+from hamer_ros_msgs.msg import HandArray
 
 from ..perception.overlay import BONES, COLOURS
 from ..perception.types import Hand

@@ -48,7 +48,7 @@ from std_srvs.srv import SetBool
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
-from hamer_ros.msg import HandArray
+from hamer_ros_msgs.msg import HandArray
 
 from ..perception.overlay import draw_hands
 from ..weights import WEIGHTS_HINT

@@ -35,8 +35,8 @@ try:
     from tf2_msgs.msg import TFMessage
     from visualization_msgs.msg import Marker, MarkerArray
 
-    from hamer_ros.msg import Hand as HandMsg
-    from hamer_ros.msg import HandArray
+    from hamer_ros_msgs.msg import Hand as HandMsg
+    from hamer_ros_msgs.msg import HandArray
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)

@@ -32,7 +32,7 @@ try:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from hamer_ros.msg import Hand as HandMsg
+    from hamer_ros_msgs.msg import Hand as HandMsg
 
     from test_node import (FRAME, H, ROIS, RUN, W, Camera, NodeProcess, RosSide, tester, _image_for, _info_for, _ns,
                            _ros_env, _StandInPipeline, _stamp, _status, _test_pattern, _values)

@@ -1,5 +1,6 @@
-"""The colcon build of hamer_ros: generated message types, the merged Python package, and a real
-DDS round trip of a HandArray.
+"""The colcon workspace: hamer_ros_msgs (generated message types) and hamer_ros (the Python
+package, the node), a consumer that builds against hamer_ros_msgs alone, and a real DDS round
+trip of a HandArray.
 
 Needs the built environment: `bash scripts/build_ros.sh && source scripts/env.sh`.
 """
@@ -20,22 +21,10 @@ except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
                 "source scripts/env.sh` first", allow_module_level=True)
 
 
-def _installed_msg_dirs():
-    return [Path(p, "hamer_ros", "msg") for p in sys.path if Path(p, "hamer_ros", "msg").is_dir()]
-
-
 try:
-    from hamer_ros.msg import Hand, HandArray
+    from hamer_ros_msgs.msg import Hand, HandArray
 except ImportError as exc:
-    import hamer_ros
-
-    if _installed_msg_dirs():
-        # Built and on sys.path, yet not found: a checkout earlier on sys.path (the cwd under
-        # `python -m pytest`) shadows the install space; hamer_ros/__init__.py must extend __path__.
-        pytest.fail(f"hamer_ros.msg is installed at {_installed_msg_dirs()[0]} but `import "
-                    f"hamer_ros` resolved to {hamer_ros.__file__} without it: {exc}",
-                    pytrace=False)
-    pytest.skip(f"hamer_ros.msg not importable ({exc}); run `bash scripts/build_ros.sh && "
+    pytest.skip(f"hamer_ros_msgs not importable ({exc}); run `bash scripts/build_ros.sh && "
                 "source scripts/env.sh` first", allow_module_level=True)
 
 from tf2_msgs.msg import TFMessage  # noqa: E402  (after the skips above)
@@ -83,7 +72,7 @@ def test_hand_fields():
 def test_hand_array_and_tf_message_fields():
     assert HandArray.get_fields_and_field_types() == {
         "header": "std_msgs/Header",
-        "hands": "sequence<hamer_ros/Hand>",
+        "hands": "sequence<hamer_ros_msgs/Hand>",
     }
     assert TFMessage.get_fields_and_field_types() == {
         "transforms": "sequence<geometry_msgs/TransformStamped>",
@@ -98,19 +87,44 @@ def test_tf_message_is_the_real_type():
     assert hashes[0] == {"type_name": "tf2_msgs/msg/TFMessage", "hash_string": TF_MESSAGE_HASH}
 
 
-def test_install_space_holds_one_merged_package(tmp_path):
+def test_messages_and_code_are_two_packages(tmp_path):
     # Run from an empty directory so no checkout on sys.path can stand in for the install space.
-    probe = ("import hamer_ros, hamer_ros.msg, hamer_ros.ros; "
-             "print(hamer_ros.__file__); print(hamer_ros.msg.__file__); "
-             "print(hamer_ros.ros.__file__); print(hamer_ros.__version__)")
+    probe = ("import hamer_ros, hamer_ros.ros, hamer_ros_msgs.msg; "
+             "print(hamer_ros.__file__); print(hamer_ros_msgs.msg.__file__); print(hamer_ros.__version__)")
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    init, msg_init, ros_init, version = out.stdout.split()
-    package = Path(init).parent
-    assert Path(msg_init).parent.parent == package
-    assert Path(ros_init).parent.parent == package
-    assert version  # the hand-written __init__.py, not rosidl's empty one
+    init, msg_init, version = out.stdout.split()
+    assert Path(msg_init).parent.parent.name == "hamer_ros_msgs" and Path(init).parent.name == "hamer_ros"
+    assert not Path(init).parent.joinpath("msg").exists()      # no generated code inside hamer_ros
+    assert version
+
+
+def test_a_consumer_builds_and_runs_against_the_messages_alone(tmp_path):
+    """A robot-side package that needs only Hand/HandArray: its package.xml and CMake find
+    hamer_ros_msgs; built and run with only hamer_ros_msgs's install prefix (and ROS) on the paths,
+    not hamer_ros, torch or anything else of the perception package."""
+    from ament_index_python.packages import get_package_prefix
+    msgs_prefix = Path(get_package_prefix("hamer_ros_msgs"))
+    ours = Path(get_package_prefix("hamer_ros"))
+    consumer = Path(__file__).resolve().parent.parent / "ros_interfaces" / "hand_consumer"
+    env = dict(os.environ)
+    for var in ("AMENT_PREFIX_PATH", "CMAKE_PREFIX_PATH", "PYTHONPATH"):
+        env[var] = os.pathsep.join(p for p in env.get(var, "").split(os.pathsep)
+                                   if p and Path(p) != ours and ours not in Path(p).parents)
+    colcon = Path(sys.executable).with_name("colcon")
+    cmd = [str(colcon) if colcon.exists() else "colcon", "--log-base", str(tmp_path / "log"), "build",
+           "--base-paths", str(consumer), "--build-base", str(tmp_path / "build"),
+           "--install-base", str(tmp_path / "install"), "--cmake-args", f"-DPython3_EXECUTABLE={sys.executable}",
+           "-DBUILD_TESTING=OFF"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    site = next((tmp_path / "install" / "hand_consumer").glob("lib/python3*/site-packages"))
+    run_env = dict(env, PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-m", "hand_consumer"], env=run_env, capture_output=True, text=True,
+                         timeout=60, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "hands", str(msgs_prefix)], out.stdout
 
 
 def test_hand_mesh_node_is_installed():
