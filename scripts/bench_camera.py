@@ -40,7 +40,7 @@ from hamer_ros.perception.camera import (  # noqa: E402
     weak_perspective_to_translation)
 from hamer_ros.perception.crop import crop_boxes  # noqa: E402
 from hamer_ros.perception.hand_frame import hand_frame  # noqa: E402
-from hamer_ros.testing import hand_skeletons, rotations_by  # noqa: E402
+from hamer_ros_testing import hand_skeletons, rotations_by  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
 CROP_F = 5000.0 / 256.0   # the crop camera's focal in normalised crop units

@@ -4,7 +4,7 @@ synthetic hands with known truth seen by a synthetic RGB-D camera; and what the 
 
     python scripts/bench_depth.py [--hands 300] [--seed 0]
 
-Truth that is not the estimator's: the scene's hands are hamer_ros.testing's own hand surface
+Truth that is not the estimator's: the scene's hands are hamer_ros_testing's own hand surface
 (hand_surface_mesh: tapered finger tubes with a ball at every joint, the thumb thickest, a palm
 plate 26 mm thick; none of perception/'s constants), z-buffered in front of a wall at 2.5 m, seen
 by a RealSense-like camera (1280x720, f 910 px) through testing's sensor model: noise growing with
@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hamer_ros.perception.camera import fit_pose, project_points  # noqa: E402
 from hamer_ros.perception.depth import anchor_on_depth, front_faces, joint_surface_points  # noqa: E402
-from hamer_ros.testing import (SensorModel, add_occluder, hand_in_view, hand_surface_mesh,  # noqa: E402
+from hamer_ros_testing import (SensorModel, add_occluder, hand_in_view, hand_surface_mesh,  # noqa: E402
                                render_mesh_depth, rotations_by, simulate_sensor, tube_mesh)
 
 WIDTH, HEIGHT = 1280, 720

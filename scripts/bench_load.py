@@ -8,15 +8,19 @@ pass after it, a few times (the first run may read from disk, later ones from th
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: hamer_ros_testing
+
 import argparse
 import inspect
 import time
-from pathlib import Path
 
 import torch
 
 from hamer_ros.model import HaMeR, HaMeRConfig, ManoLayer
-from hamer_ros.testing import synthetic_mano_arrays, write_checkpoint, write_synthetic_mano
+from hamer_ros_testing import synthetic_mano_arrays, write_checkpoint, write_synthetic_mano
 
 
 def full_size_checkpoint(work: Path) -> Path:

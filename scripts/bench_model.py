@@ -8,18 +8,22 @@ Random weights and a synthetic MANO: speed does not depend on the values.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: hamer_ros_testing
+
 import argparse
 import contextlib
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from hamer_ros.model import HaMeR, HaMeRConfig, ManoLayer
 from hamer_ros.model import vit
-from hamer_ros.testing import write_synthetic_mano
+from hamer_ros_testing import write_synthetic_mano
 
 
 def plain_attention(self: vit.Attention, x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,11 @@ Prints markdown tables (median and p95, milliseconds).
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: hamer_ros_testing
+
 import argparse
 import array
 import os
@@ -25,7 +30,7 @@ import numpy as np
 
 def _hands(width: int, height: int) -> list:
     from hamer_ros.perception.types import Hand
-    from hamer_ros.testing import synthetic_mano_arrays
+    from hamer_ros_testing import synthetic_mano_arrays
 
     faces = synthetic_mano_arrays(0)["f"].astype(np.int64)
     rng = np.random.default_rng(0)

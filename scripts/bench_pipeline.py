@@ -7,17 +7,21 @@ own overhead (detection, crop, MANO, camera); `--full` uses the ViT-H size inste
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # the repository: hamer_ros_testing
+
 import argparse
 import statistics
 import tempfile
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from hamer_ros.examples import ensure_examples
 from hamer_ros.perception import HandPipeline, PipelineConfig, fov_camera
-from hamer_ros.testing import make_tiny_model, write_synthetic_mano
+from hamer_ros_testing import make_tiny_model, write_synthetic_mano
 
 # test1.jpg's two right hands, scaled to 1280×720
 ROIS = [{"box": [398, 209, 565, 419], "side": "right"}, {"box": [564, 371, 738, 545], "side": "right"}]

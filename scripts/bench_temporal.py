@@ -35,7 +35,7 @@ except ImportError:
 from hamer_ros.perception import Detection, Hand, HandPipeline, PipelineConfig, hand_frame  # noqa: E402
 from hamer_ros.perception.filter import FilterConfig, HandSmoother  # noqa: E402
 from hamer_ros.perception.track import HandTracker  # noqa: E402
-from hamer_ros.testing import hand_skeletons, rotated_view, rotation_yaw_pitch  # noqa: E402
+from hamer_ros_testing import hand_skeletons, rotated_view, rotation_yaw_pitch  # noqa: E402
 
 TIPS = [4, 8, 12, 16, 20]
 

@@ -11,7 +11,7 @@ from hamer_ros.perception.camera import (
     crop_keypoints_to_image, crop_ray_rotations, fov_camera, mirror_points, mirror_rotations, project_points,
     reference_camera, refine_translation, reprojection_error, weak_perspective_to_translation)
 from hamer_ros.perception.crop import crop_hands
-from hamer_ros.testing import hand_skeletons, random_rotations
+from hamer_ros_testing import hand_skeletons, random_rotations
 
 
 # ----------------------------------------------------------------------------- synthetic hands

@@ -1,5 +1,5 @@
 """Hands anchored on aligned depth (perception/depth.py) by one scale about the camera origin, on
-synthetic RGB-D scenes whose truth is not the estimator's: hamer_ros.testing's own hand surface
+synthetic RGB-D scenes whose truth is not the estimator's: hamer_ros_testing's own hand surface
 (tapered finger tubes, joint balls, a 26 mm palm plate; none of perception/'s constants), alone
 or through the stereo sensor model; the RGB hand off in size (the truth is it scaled about the
 camera origin), off in distance (moved along its wrist's ray), or both with shape noise."""
@@ -13,7 +13,7 @@ import pytest
 from hamer_ros.perception.camera import fit_pose, project_points
 from hamer_ros.perception.depth import (FINGER_RADIUS, PALM_HALF_THICKNESS, TrackScales, anchor_on_depth,
                                         depth_to_metres, front_faces, joint_surface_points)
-from hamer_ros.testing import (SensorModel, add_occluder, hand_in_view, hand_surface_mesh, render_mesh_depth,
+from hamer_ros_testing import (SensorModel, add_occluder, hand_in_view, hand_surface_mesh, render_mesh_depth,
                                rotations_by, simulate_sensor, tube_mesh)
 
 K = np.array([[910.0, 0.0, 640.0], [0.0, 910.0, 360.0], [0.0, 0.0, 1.0]])

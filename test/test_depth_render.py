@@ -1,4 +1,4 @@
-"""Synthetic depth (hamer_ros.testing): exact renders of thick-skeleton and mesh hands, and the
+"""Synthetic depth (hamer_ros_testing): exact renders of thick-skeleton and mesh hands, and the
 stereo sensor model's noise, holes, flying pixels, misregistration and occluders."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hamer_ros.testing import (SensorModel, add_occluder, hand_skeletons, render_mesh_depth, render_skeleton_depth,
+from hamer_ros_testing import (SensorModel, add_occluder, hand_skeletons, render_mesh_depth, render_skeleton_depth,
                                simulate_sensor, tube_mesh)
 
 K = np.array([[910.0, 0.0, 640.0], [0.0, 910.0, 360.0], [0.0, 0.0, 1.0]])

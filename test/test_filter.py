@@ -4,7 +4,7 @@ import pytest
 
 from hamer_ros.perception import Hand, hand_frame
 from hamer_ros.perception.filter import FilterConfig, HandSmoother, OneEuro, RotationOneEuro
-from hamer_ros.testing import hand_skeletons, random_rotations, rotations_by
+from hamer_ros_testing import hand_skeletons, random_rotations, rotations_by
 
 
 def test_a_constant_passes_unchanged():

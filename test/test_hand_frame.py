@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hamer_ros.perception import hand_frame, local_joints
-from hamer_ros.testing import hand_skeletons, random_rotations
+from hamer_ros_testing import hand_skeletons, random_rotations
 
 M = np.diag([-1.0, 1.0, 1.0])
 # the operator-to-MANO axes of that convention, per side

@@ -9,7 +9,7 @@ from smplx.lbs import lbs
 from hamer_ros.model import rot6d_to_rotmat
 from hamer_ros.model.mano import (FINGERTIP_VERTICES, OPENPOSE_ORDER, ManoLayer, ManoModelError,
                                   load_mano_arrays)
-from hamer_ros.testing import synthetic_mano_arrays, write_synthetic_mano
+from hamer_ros_testing import synthetic_mano_arrays, write_synthetic_mano
 
 
 def test_reads_chumpy_style_pickle_without_chumpy(mano_path):

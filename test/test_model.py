@@ -9,7 +9,7 @@ import torch
 from hamer_ros.model import (CheckpointError, HaMeR, HaMeRConfig, ManoLayer, UnsafeCheckpointError,
                              rot6d_to_rotmat)
 from hamer_ros.model.checkpoint import IGNORED_PREFIXES, to_our_key
-from hamer_ros.testing import synthetic_reference_state_dict, write_checkpoint
+from hamer_ros_testing import synthetic_reference_state_dict, write_checkpoint
 
 # The reference's state-dict listing (made by this project from the reference code; see its header).
 TSV = Path(__file__).resolve().parent / "data" / "hamer-state-dict.tsv"
@@ -208,7 +208,7 @@ def test_code_running_payload_is_refused_and_does_not_run(tmp_path, tiny_model, 
 
 
 def test_calling_an_unknown_global_is_refused(tmp_path, tiny_model, mano_path):
-    from hamer_ros.testing import fake_modules
+    from hamer_ros_testing import fake_modules
 
     with fake_modules(("evil.mod", "run")) as fake:
         cls = fake["evil.mod.run"]

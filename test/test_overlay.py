@@ -3,7 +3,7 @@ import numpy as np
 
 from hamer_ros.perception import Hand, project_points
 from hamer_ros.perception.overlay import COLOURS, draw_hands
-from hamer_ros.testing import hand_skeletons
+from hamer_ros_testing import hand_skeletons
 
 K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
 D = np.array([-0.3, 0.1, 0.0, 0.0, 0.0])

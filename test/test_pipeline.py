@@ -212,7 +212,7 @@ def landmark_detection(joints_cam, right=True):
 
 
 def test_stamps_filter_hold_and_reset():
-    from hamer_ros.testing import hand_skeletons
+    from hamer_ros_testing import hand_skeletons
     rng = np.random.default_rng(5)
     truth = hand_skeletons(rng, 1)[0] + [0.05, 0.02, 0.6]
     noisy = [[landmark_detection(truth + rng.normal(0, [0.001, 0.001, 0.003]))] for _ in range(40)]
@@ -261,7 +261,7 @@ def test_a_tracks_size_from_depth_places_it_through_frames_without_depth():
     the track on three frames in a row, the step spread over three frames; frames without usable
     depth use the track's size from earlier frames (rgbd-held) instead of jumping back to the RGB
     distance; a fresh start forgets it. The depth is an independent hand surface's."""
-    from hamer_ros.testing import hand_in_view, hand_surface_mesh, render_mesh_depth
+    from hamer_ros_testing import hand_in_view, hand_surface_mesh, render_mesh_depth
     rng = np.random.default_rng(2)
     truth = hand_in_view(rng, 0.6, K, (W, H), margin=40)
     det = landmark_detection(truth)
@@ -300,7 +300,7 @@ def test_a_tracks_size_from_depth_places_it_through_frames_without_depth():
 
 def _scene(rng, *places):
     """Detections of hands (right?, offset) 0.6 m away, landmark-style."""
-    from hamer_ros.testing import hand_skeletons
+    from hamer_ros_testing import hand_skeletons
     out = []
     for right, offset in places:
         joints = hand_skeletons(rng, 1)[0] * 0.8 + np.array([*offset, 0.6])

@@ -14,7 +14,7 @@ from hamer_ros.perception import Detection, HandPipeline, PipelineConfig, projec
 from hamer_ros.perception.camera import crop_ray_rotations, fit_pose, refine_translation
 from hamer_ros.perception.crop import crop_boxes
 from hamer_ros.perception.hand_frame import hand_frame
-from hamer_ros.testing import hand_skeletons, random_rotations, rotated_view, rotation_yaw_pitch, rotations_by
+from hamer_ros_testing import hand_skeletons, random_rotations, rotated_view, rotation_yaw_pitch, rotations_by
 
 M = np.diag([-1.0, 1.0, 1.0])
 W, H = 1280, 720

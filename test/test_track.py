@@ -4,7 +4,7 @@ import pytest
 from hamer_ros.perception.filter import FilterConfig
 from hamer_ros.perception.track import HandTracker, iou_matrix, remove_duplicates
 from hamer_ros.perception.types import Detection
-from hamer_ros.testing import hand_skeletons
+from hamer_ros_testing import hand_skeletons
 
 
 def det(x: float, y: float, is_right: bool, size: float = 100.0, keypoints=None, score=0.9) -> Detection:

@@ -1,9 +1,8 @@
 """The shipped Fast DDS profile (config/fastdds_large_images.xml) lets 720p and 1080p rgb8
 best-effort images through between two processes (real rclpy, real Fast DDS, this machine).
-The numbers with and without it: scripts/bench_dds_images.py."""
+The numbers with and without it: scripts/bench_dds_images.py (hamer_ros_testing/dds_images.py)."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -23,13 +22,6 @@ except ImportError as exc:
 pytestmark = pytest.mark.ros
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_dds_images", ROOT / "scripts" / "bench_dds_images.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_profile_is_the_default_participant_profile():
     ns = {"p": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
     root = ET.parse(PROFILE).getroot()
@@ -46,6 +38,7 @@ def test_large_best_effort_frames_arrive_with_the_profile(width, height):
     if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") != "rmw_fastrtps_cpp":
         pytest.skip("the profile is for Fast DDS (RMW_IMPLEMENTATION=rmw_fastrtps_cpp)")
     frames = 30
-    got = _bench().delivered(width, height, frames=frames, rate=15.0, profile=PROFILE)
+    from hamer_ros_testing.dds_images import delivered
+    got = delivered(width, height, frames=frames, rate=15.0, profile=PROFILE)
     print(f"{width}x{height} rgb8 best effort with the profile: {got}/{frames}")
     assert got >= frames - 2, f"only {got}/{frames} frames arrived with the profile"

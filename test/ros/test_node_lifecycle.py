@@ -5,7 +5,6 @@ images (best effort, scaled, JPEG) and that subscribing to them does not delay t
 """
 from __future__ import annotations
 
-import importlib.util
 import signal
 import time
 from pathlib import Path
@@ -169,13 +168,6 @@ def test_autostart_and_namespaced_frame_names(tester, node_tmp, tiny_checkpoint,
     assert rcs == [0, 0]
 
 
-def _latency_bench():
-    spec = importlib.util.spec_from_file_location("bench_node_latency", ROOT / "scripts" / "bench_node_latency.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_debug_images_best_effort_scaled_compressed(tester, node_tmp, tiny_checkpoint, mano_path):
     import cv2
     from hamer_ros.ros.convert import JPEG_FORMAT
@@ -220,10 +212,11 @@ def test_debug_images_best_effort_scaled_compressed(tester, node_tmp, tiny_check
 
 def test_debug_image_subscribers_do_not_delay_hands_or_markers(node_tmp):
     """The robot's outputs keep their latency while someone views the debug images (1280x720)."""
-    results = _latency_bench().measure(frames=40, rate=10.0, width=1280, height=720, workdir=node_tmp / "latency",
-                                       rounds=2)
-    stats = _latency_bench()._stats
-    without, with_debug = (results[p] for p in _latency_bench().PHASES)
+    from hamer_ros_testing import node_latency
+    results = node_latency.measure(frames=40, rate=10.0, width=1280, height=720, workdir=node_tmp / "latency",
+                                   rounds=2)
+    stats = node_latency._stats
+    without, with_debug = (results[p] for p in node_latency.PHASES)
     lines = []
     for kind in ("hands", "markers"):
         assert len(without[kind]) >= 34 and len(with_debug[kind]) >= 34, (kind, len(without[kind]), len(with_debug[kind]))

@@ -1,4 +1,6 @@
-"""Synthetic stand-ins for the licensed files, in their official formats, for tests and benchmarks.
+"""Test support, outside the estimator's package and sharing no constant or hand model with it:
+synthetic stand-ins for the licensed files (in their official formats), synthetic hands and an
+independent hand surface with a depth-sensor model, for tests and benchmarks.
 
 `write_synthetic_mano` writes a MANO-shaped pickle (778 vertices, 16 joints, chumpy-style shapedirs,
 scipy-sparse J_regressor) with a plausible hand skeleton and random surface, without chumpy.
@@ -21,9 +23,9 @@ import scipy.sparse
 import torch
 import yaml
 
-from .model.checkpoint import to_reference_key
-from .model.config import HaMeRConfig
-from .model.mano import FINGERTIP_VERTICES, NUM_FACES, NUM_VERTICES, PARENTS
+from hamer_ros.model.checkpoint import to_reference_key
+from hamer_ros.model.config import HaMeRConfig
+from hamer_ros.model.mano import FINGERTIP_VERTICES, NUM_FACES, NUM_VERTICES, PARENTS
 
 
 @contextlib.contextmanager
@@ -151,8 +153,8 @@ def write_checkpoint(root: str | Path, model: torch.nn.Module, extra: dict | Non
 
 def make_tiny_model(seed: int = 0, mano_path: str | Path | None = None) -> "torch.nn.Module":
     """A random-weight tiny HaMeR on the synthetic MANO (or the given MANO file)."""
-    from .model import HaMeR, ManoLayer
-    from .model.mano import load_mano_arrays
+    from hamer_ros.model import HaMeR, ManoLayer
+    from hamer_ros.model.mano import load_mano_arrays
 
     torch.manual_seed(seed)
     arrays = load_mano_arrays(mano_path) if mano_path else synthetic_mano_arrays(seed)
