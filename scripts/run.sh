@@ -22,34 +22,18 @@ case "${1:-demo}" in
     if command -v ros2 >/dev/null && python -c "import launch_ros" 2>/dev/null; then
       exec ros2 launch hamer_ros hands.launch.py "${ros_weights[@]}" "$@"
     fi
-    # PyPI ROS has no launch/ros2cli: the same arguments, turned into --ros-args for the executable.
-    params_file="$root/config/hands.yaml"
-    ros_args=()
-    for arg in "${ros_weights[@]}" "$@"; do
-      name=${arg%%:=*}
-      value=${arg#*:=}
-      if [[ "$arg" != *":="* ]]; then
-        echo "run.sh node: arguments are name:=value (as for ros2 launch), got '$arg'" >&2
-        exit 2
-      fi
-      case "$name" in
-        image_topic) ros_args+=(-r "image:=$value") ;;
-        camera_info_topic) ros_args+=(-r "camera_info:=$value") ;;
-        # as the launch file: a depth topic is remapped and turns use_depth on; empty changes nothing
-        depth_topic) if [[ -n "$value" ]]; then ros_args+=(-r "depth:=$value" -p use_depth:=true); fi ;;
-        namespace) if [[ -n "$value" ]]; then ros_args+=(-r "__ns:=/${value#/}"); fi ;;
-        params_file) params_file=$value ;;
-        checkpoint|mano|device|autostart) if [[ -n "$value" ]]; then ros_args+=(-p "$name:=$value"); fi ;;
-        rviz) if [[ "$value" == true ]]; then
-                echo "run.sh node: rviz:=true needs a system ROS 2 (ros2 launch, rviz2); starting the node alone" >&2
-              fi ;;
-        *) echo "run.sh node: unknown argument '$name' (image_topic, camera_info_topic, depth_topic, namespace, params_file, checkpoint, mano, device, autostart, rviz)" >&2
-           exit 2 ;;
-      esac
-    done
+    # PyPI ROS has no launch/ros2cli: the same arguments, turned into --ros-args for the executable by
+    # the table the launch file reads too (hamer_ros/ros/launch_args.py).
+    args_file=$(mktemp)
+    if ! python -m hamer_ros.ros.launch_args "$root/config/hands.yaml" "${ros_weights[@]}" "$@" > "$args_file"; then
+      rm -f "$args_file"
+      exit 2
+    fi
+    mapfile -d '' ros_args < "$args_file"
+    rm -f "$args_file"
     # The node's hints then name these arguments; env.sh has already set the Fast DDS profile.
     export HAMER_ROS_ARGS=launch
-    exec "$root/install/hamer_ros/lib/hamer_ros/hand_mesh_node" --ros-args --params-file "$params_file" "${ros_args[@]}"
+    exec "$root/install/hamer_ros/lib/hamer_ros/hand_mesh_node" --ros-args "${ros_args[@]}"
     ;;
   infer)
     shift

@@ -447,7 +447,7 @@ def _remaps(node: _Action) -> dict[str, str]:
 def test_launch_depth_topic_remaps_and_enables_depth(monkeypatch):
     node = _launch_node_action(monkeypatch, depth_topic="/camera/aligned_depth_to_color/image_raw")
     assert _remaps(node)["depth"] == "/camera/aligned_depth_to_color/image_raw"
-    assert _remaps(node)["image"] == "LaunchConfiguration('image_topic')"
+    assert _remaps(node)["image"] == "/camera/color/image_raw"      # the default, as run.sh applies it
     assert node.kwargs["parameters"][1] == {"use_depth": True}
     # empty (the default): no remap, and use_depth as the params file has it
     node = _launch_node_action(monkeypatch)

@@ -75,33 +75,22 @@ def _call_name(node: ast.Call) -> str:
 
 
 def test_launch_file_sets_only_declared_parameters():
+    from hamer_ros.ros.launch_args import NAMES, node_settings
+    assert {"image_topic", "camera_info_topic", "depth_topic", "namespace", "params_file", "checkpoint", "mano",
+            "device", "rviz", "autostart"} == set(NAMES)
+    every = node_settings({"checkpoint": "c.ckpt", "mano": "m.pkl", "device": "cpu", "autostart": "true",
+                           "depth_topic": "/depth"}, "/p.yaml")
+    assert every.overrides and every.overrides.keys() <= DECLARED.keys(), \
+        f"the launch arguments set undeclared parameters: {every.overrides.keys() - DECLARED.keys()}"
+    # the launch file declares the table's arguments and reads no other
     tree = _launch_tree()
-    arguments = {c.args[0].value for c in ast.walk(tree)
-                 if isinstance(c, ast.Call) and _call_name(c) == "DeclareLaunchArgument"}
     configurations = {c.args[0].value for c in ast.walk(tree)
                       if isinstance(c, ast.Call) and _call_name(c) == "LaunchConfiguration" and c.args
                       and isinstance(c.args[0], ast.Constant)}
-    assert {"image_topic", "camera_info_topic", "namespace", "params_file", "checkpoint", "mano", "device",
-            "rviz", "autostart"} <= arguments
-    assert configurations <= arguments, f"undeclared launch arguments: {configurations - arguments}"
-
-    # Parameter names: PARAMETER_ARGUMENTS (launch arguments forwarded as parameters) and the keys
-    # of every dict literal given to `parameters=`.
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PARAMETER_ARGUMENTS" for t in node.targets):
-            forwarded = ast.literal_eval(node.value)
-            names |= set(forwarded)
-            assert set(forwarded) <= arguments
-        if isinstance(node, ast.keyword) and node.arg == "parameters":
-            for d in ast.walk(node.value):
-                if isinstance(d, ast.Dict):
-                    names |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
-    assert names, "found no parameters in the launch file"
-    assert names <= DECLARED.keys(), f"the launch file sets undeclared parameters: {names - DECLARED.keys()}"
+    assert configurations <= set(NAMES), f"undeclared launch arguments: {configurations - set(NAMES)}"
 
     source = LAUNCH.read_text()
-    for needle in ('"hand_mesh_node"', '"hands.yaml"', '"hands.rviz"', '("image",', '("camera_info",',
+    for needle in ('"hand_mesh_node"', '"hands.yaml"', '"hands.rviz"', "LAUNCH_ARGUMENTS", "node_settings(",
                    'get_package_share_directory("hamer_ros")', '"fastdds_large_images.xml"'):
         assert needle in source, needle
     # the environment the node reads to name launch arguments in its hints
