@@ -43,7 +43,7 @@ def _drawable(points: np.ndarray) -> bool:
 def draw_hands(image_rgb: np.ndarray, hands: list[Hand], K: np.ndarray, dist: np.ndarray | None = None,
                mesh_alpha: float = 0.6) -> np.ndarray:
     """A copy of the image with each hand's mesh (when present), projected 3D skeleton, box and
-    label (side, score, track id, depth) drawn on it."""
+    label (side and its confidence, track id, depth) drawn on it."""
     out = np.ascontiguousarray(image_rgb[..., :3]).copy()
     thick = max(1, round(max(out.shape[:2]) / 640))
     meshes = [h for h in hands if h.vertices is not None and h.faces is not None and _drawable(h.vertices)]
@@ -62,7 +62,7 @@ def draw_hands(image_rgb: np.ndarray, hands: list[Hand], K: np.ndarray, dist: np
             cv2.polylines(out, bones, False, colour, thick + 1, cv2.LINE_AA)
         x1, y1, x2, y2 = (int(round(v)) for v in np.nan_to_num(np.asarray(hand.box, dtype=np.float64)))
         cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick)
-        label = (f"{hand.side} {hand.score:.2f}" + (f" #{hand.track_id}" if hand.track_id >= 0 else "")
+        label = (f"{hand.side} {hand.side_score:.2f}" + (f" #{hand.track_id}" if hand.track_id >= 0 else "")
                  + f" z={float(hand.wrist_position[2]):.2f}m")
         cv2.putText(out, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * thick, colour, thick,
                     cv2.LINE_AA)
