@@ -410,7 +410,7 @@ def test_hands_tf_markers_debug_image_diagnostics(tester, mesh_node, camera):
 
 
 def test_parameters_via_services(tester, mesh_node, camera):
-    from hamer_ros.ros.node import PARAMETERS
+    from hamer_ros.ros.parameters import PARAMETERS
 
     names = set(tester.call(ListParameters, f"{mesh_node.fqn}/list_parameters", ListParameters.Request()).result.names)
     assert {p.name for p in PARAMETERS} <= names
@@ -838,7 +838,7 @@ def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypa
     TF carries no NaN; the next frame has the hand again, on the same track."""
     from hamer_ros.perception import FixedRoiDetector, HandPipeline, PipelineConfig
     from hamer_ros.ros.node import HandMeshNode
-    from hamer_ros.ros.node import parse_rois
+    from hamer_ros.ros.parameters import parse_rois
     rois = parse_rois(ROIS)
     pipe = HandPipeline(PipelineConfig(detector="fixed", rois=rois, device="cpu"), model=tiny_model,
                         detector=FixedRoiDetector(rois))
@@ -884,7 +884,7 @@ def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypa
 def test_the_node_applies_the_large_image_profile_itself(node_tmp):
     """Started without a Fast DDS profile (ros2 run, the bare executable), the node uses the shipped
     one, as the launch file and env.sh do; a profile of the user's own is kept."""
-    from hamer_ros.ros.node import PROFILE_ENV
+    from hamer_ros.ros.dds_profile import PROFILE_ENV
     bare = NodeProcess("profile", dict(detector="fixed", rois=ROIS, image_timeout=30.0), node_tmp, unset=PROFILE_ENV)
     own = NodeProcess("ownprofile", dict(detector="fixed", rois=ROIS, image_timeout=30.0), node_tmp)
     try:

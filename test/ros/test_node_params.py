@@ -24,7 +24,8 @@ try:
     import rclpy
     from rclpy.parameter import Parameter
 
-    from hamer_ros.ros.node import PARAMETERS, HandMeshNode, StartupError
+    from hamer_ros.ros.node import HandMeshNode, StartupError
+    from hamer_ros.ros.parameters import PARAMETERS
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)
@@ -94,7 +95,8 @@ def test_launch_file_sets_only_declared_parameters():
                    'get_package_share_directory("hamer_ros")', '"fastdds_large_images.xml"'):
         assert needle in source, needle
     # the environment the node reads to name launch arguments in its hints
-    from hamer_ros.ros.node import PROFILE_ENV, PROFILE_FILE, STARTED_BY_ENV
+    from hamer_ros.ros.dds_profile import PROFILE_ENV, PROFILE_FILE
+    from hamer_ros.ros.node import STARTED_BY_ENV
     constants = {t.id: ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and t.id in ("STARTED_BY_ENV", "PROFILE_ENV")}
     assert constants == {"STARTED_BY_ENV": STARTED_BY_ENV, "PROFILE_ENV": PROFILE_ENV}
