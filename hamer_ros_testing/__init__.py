@@ -170,7 +170,7 @@ def make_tiny_model(seed: int = 0, mano_path: str | Path | None = None) -> "torc
     return model
 
 
-# Random hands and rotations for the camera tests and scripts/bench_camera.py.
+# Random hands and rotations for the camera tests and benchmarks/camera.py.
 def random_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
     q = rng.normal(size=(n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
@@ -257,7 +257,7 @@ def rotated_view(image: np.ndarray, K: np.ndarray, R: np.ndarray, keep_px: np.nd
     return cv2.warpPerspective(image, H, (w, h), flags=cv2.INTER_LINEAR), K2
 
 
-# Synthetic depth images for the RGB-D tests and scripts/bench_depth.py: hands rendered exactly
+# Synthetic depth images for the RGB-D tests and benchmarks/depth.py: hands rendered exactly
 # (thick skeletons or meshes, z-buffered, numpy only) and a stereo camera's faults added on top.
 # Pixel centres lie at integer (u, v), as in OpenCV's K; depth is the z coordinate, not ray length.
 _NEAR = 1e-3                  # m: nothing nearer than this to the camera plane is drawn

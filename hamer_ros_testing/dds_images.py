@@ -6,7 +6,7 @@ Two processes per run, both real rclpy over Fast DDS on this machine: a publishe
 images at --rate Hz (best effort, keep last 1, as camera drivers do) once it sees the subscriber;
 the subscriber (best effort, keep last 10) counts the distinct frames that arrive.
 
-    bash scripts/build_ros.sh && source scripts/env.sh && python scripts/bench_dds_images.py
+    bash scripts/build_ros.sh && source scripts/env.sh && python -m benchmarks dds_images
         [--frames 100] [--rate 30] [--sizes 1280x720,1920x1080]
 
 Prints a markdown table: frames delivered out of --frames per size, without and with the profile.

@@ -7,7 +7,7 @@ The node runs a small random-weight HaMeR (hamer_ros_testing) on fixed boxes on 
 meshes are full size (778 vertices per hand) while inference stays quick. Latency = arrival in
 this process - the image stamp (taken when the frame is published), for the same frames.
 
-    bash scripts/build_ros.sh && source scripts/env.sh && python scripts/bench_node_latency.py
+    bash scripts/build_ros.sh && source scripts/env.sh && python -m benchmarks node_latency
         [--frames 100] [--rate 10] [--size 1280x720]
 
 Prints a markdown table (median and p95, ms).

@@ -25,7 +25,8 @@ COMPAT = ROOT / "hamer_ros" / "ros" / "compat.py"
 
 def _package_sources() -> list[Path]:
     return sorted((ROOT / "hamer_ros").rglob("*.py")) + sorted((ROOT / "hamer_ros_testing").rglob("*.py")) \
-        + sorted((ROOT / "launch").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py"))
+        + sorted((ROOT / "launch").glob("*.py")) + sorted((ROOT / "scripts").glob("*.py")) \
+        + sorted((ROOT / "benchmarks").glob("*.py"))
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def _vermin(*paths: Path) -> subprocess.CompletedProcess:
 
 
 def test_everything_runs_on_python_3_10():
-    r = _vermin(ROOT / "hamer_ros", ROOT / "hamer_ros_testing", ROOT / "launch", ROOT / "scripts", ROOT / "test")
+    r = _vermin(ROOT / "hamer_ros", ROOT / "hamer_ros_testing", ROOT / "launch", ROOT / "scripts", ROOT / "benchmarks",
+                ROOT / "test")
     assert r.returncode == 0, f"newer than Python 3.10:\n{r.stdout}{r.stderr}"
 
 

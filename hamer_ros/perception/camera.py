@@ -446,7 +446,7 @@ def _refine(joints_cam: Any, keypoints_px: Any, K: Any, dist: Any, t0: Any, weig
     return t
 
 
-_ROTATION_SIGMA_DEG = 10.0   # prior spread of the network's rotation error (scripts/bench_camera.py)
+_ROTATION_SIGMA_DEG = 10.0   # prior spread of the network's rotation error (benchmarks/camera.py)
 _MAX_ROTATION_DEG = 30.0     # a fit that turns the hand further is not trusted
 _MIN_POSE_JOINTS = 6         # rotation needs more support than translation
 

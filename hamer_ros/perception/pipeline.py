@@ -311,7 +311,7 @@ class HandPipeline:
         # translation), else on the network's own 2D keypoints (translation only: they are its
         # joints through its crop camera, so they hold no rotation to fit). With the ray corrected
         # the latter beats weak perspective alone at every angle off the axis, the former beats
-        # both (scripts/bench_camera.py).
+        # both (benchmarks/camera.py).
         observed = np.array([d.keypoints is not None for d in dets])
         if observed.any():
             keypoints[observed] = np.stack([d.keypoints for d in dets if d.keypoints is not None])

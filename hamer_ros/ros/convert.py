@@ -1,6 +1,6 @@
 """perception.Hand -> ROS messages: HandArray, TF transforms, RViz markers, the debug image.
 
-Speed notes (see scripts/bench_node.py):
+Speed notes (see benchmarks/node.py):
 * float32[] fields take numpy arrays directly; the variable-length `vertices` gets an
   `array.array('f')` built from the bytes, which skips rosidl's per-element Python conversion.
 * A mesh marker holds 4614 geometry_msgs/Point. Building that many Python message objects costs

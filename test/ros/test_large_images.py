@@ -1,6 +1,6 @@
 """The shipped Fast DDS profile (config/fastdds_large_images.xml) lets 720p and 1080p rgb8
 best-effort images through between two processes (real rclpy, real Fast DDS, this machine).
-The numbers with and without it: scripts/bench_dds_images.py (hamer_ros_testing/dds_images.py)."""
+The numbers with and without it: benchmarks/dds_images.py (hamer_ros_testing/dds_images.py)."""
 from __future__ import annotations
 
 import os

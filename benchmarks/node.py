@@ -3,12 +3,12 @@
 conversion, CameraInfo pairing, HandArray / TF / marker building and publishing (real rclpy
 publishers, real DDS, with subscribers attached so markers are built). With a debug-image
 subscriber the inference thread only hands the frame to the debug-image thread (the last rows);
-the latency the robot sees with a viewer attached: scripts/bench_node_latency.py.
+the latency the robot sees with a viewer attached: benchmarks/node_latency.py.
 
 In-process: the node runs with a stand-in pipeline that returns two hands with full meshes
 (778 vertices, 1538 faces) at once, so everything measured is node overhead.
 
-    bash scripts/build_ros.sh && source scripts/env.sh && python scripts/bench_node.py [--frames 200]
+    bash scripts/build_ros.sh && source scripts/env.sh && python -m benchmarks node [--frames 200]
 
 Prints markdown tables (median and p95, milliseconds).
 """

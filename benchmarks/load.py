@@ -4,7 +4,7 @@ Writes a full-size checkpoint with random weights in the official layout (2.7 GB
 --work; reused when already there), then times `HaMeR.from_checkpoint` and the first forward
 pass after it, a few times (the first run may read from disk, later ones from the page cache).
 
-    python scripts/bench_load.py [--work /tmp/hamer_full] [--runs 3] [--mano-file]
+    python -m benchmarks load [--work /tmp/hamer_full] [--runs 3] [--mano-file]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scene cut after a pause: does the first frame after it hold exactly the new scene's hands?
 
-    python scripts/bench_scene_cut.py
+    python -m benchmarks scene_cut
 
 The example photos (resized to 640x480, f 640 px), MediaPipe in video mode, the out-of-the-box
 pipeline with tracking and filtering on the stamps: photo A for 10 frames at 30 Hz, a 2 s pause,

@@ -3,7 +3,7 @@
 mode (MediaPipe), on sequences made from one real photo by exact homographies; and the per-frame
 cost of tracking and filtering.
 
-    python scripts/bench_temporal.py [--image test1.jpg] [--fps 30]
+    python -m benchmarks temporal [--image test1.jpg] [--fps 30]
 
 Sequences (every frame gets sensor noise: Gaussian grey-level noise, sigma 3, and a random
 sub-pixel shift, |d| <= 0.5 px):

@@ -2,7 +2,7 @@
 """How close to the truth a hand lands from RGB alone and anchored on aligned depth, on
 synthetic hands with known truth seen by a synthetic RGB-D camera; and what the fusion costs.
 
-    python scripts/bench_depth.py [--hands 300] [--seed 0]
+    python -m benchmarks depth [--hands 300] [--seed 0]
 
 Truth that is not the estimator's: the scene's hands are hamer_ros_testing's own hand surface
 (hand_surface_mesh: tapered finger tubes with a ball at every joint, the thumb thickest, a palm

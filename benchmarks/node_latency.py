@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark: HandArray and marker latency of the installed node, with and without a debug-image viewer.
+"""HandArray and marker latency of the installed node, with and without a debug-image viewer.
 
-    python scripts/bench_node_latency.py --help
+    python -m benchmarks node_latency --help
 
 The measurement lives in hamer_ros_testing/node_latency.py (the tests use it too)."""
 import sys

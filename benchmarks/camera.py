@@ -2,7 +2,7 @@
 """How far each way of placing a hand in the camera lands from the truth, by angle off the optical
 axis, on synthetic hands seen by a synthetic network; and what the placement costs.
 
-    python scripts/bench_camera.py [--hands 2000] [--seed 0] [--runs 2000]
+    python -m benchmarks camera [--hands 2000] [--seed 0] [--runs 2000]
 
 The network. A crop-based network (HaMeR, MediaPipe's world landmarks) sees the hand through a
 camera that looks at the crop, so it predicts the hand *relative to the ray through the crop

@@ -4,7 +4,7 @@ Prints ms per forward at batch 1 and 2, fp32 and (where supported) bf16/fp16 aut
 attention (what the model uses) and the ratio against a plain matmul-softmax attention.
 Random weights and a synthetic MANO: speed does not depend on the values.
 
-    python scripts/bench_model.py [--device cuda] [--runs 5] [--tiny]
+    python -m benchmarks model [--device cuda] [--runs 5] [--tiny]
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 The tiny random-weight model keeps the network out of the way, so the figures are the pipeline's
 own overhead (detection, crop, MANO, camera); `--full` uses the ViT-H size instead.
 
-    python scripts/bench_pipeline.py [--frames 30] [--full] [--detector mediapipe|fixed]
+    python -m benchmarks pipeline [--frames 30] [--full] [--detector mediapipe|fixed]
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Benchmark: how many best-effort rgb8 images reach another process, with and without the Fast DDS profile.
+"""How many best-effort rgb8 images reach another process, with and without the Fast DDS profile.
 
-    python scripts/bench_dds_images.py --help
+    python -m benchmarks dds_images --help
 
 The measurement lives in hamer_ros_testing/dds_images.py (the tests use it too)."""
 import sys
