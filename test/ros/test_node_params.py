@@ -65,6 +65,36 @@ def test_yaml_sets_every_declared_parameter_to_its_default():
         assert type(value) is type(default) and value == default, (name, value, default)
 
 
+def test_readme_parameter_table_is_the_table():
+    """The README's Parameters table lists every declared parameter once, with its type, range,
+    default and read-only mark as the table has them."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Parameters"):readme.index("### Topics")]
+    rows = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
+            assert cells[0][1:-1] not in rows, f"{cells[0]} listed twice"
+            rows[cells[0][1:-1]] = cells
+    assert set(rows) == set(DECLARED), set(rows) ^ set(DECLARED)
+    kinds = {bool: "bool", int: "int", float: "double", str: "string"}
+    for name, (_, kind, default, description, *_) in rows.items():
+        spec = DECLARED[name]
+        expected_kind = kinds[type(spec.default)]
+        if spec.range is not None:
+            lo, hi = (f"{x:g}" for x in spec.range)
+            expected_kind += f" [{lo}, {hi}]"
+        assert kind == expected_kind, (name, kind, expected_kind)
+        if isinstance(spec.default, bool):
+            expected = "true" if spec.default else "false"
+        elif isinstance(spec.default, str):
+            expected = f"`{spec.default}`" if spec.default and not spec.default.startswith("[") else f'`"{spec.default}"`'
+        else:
+            expected = str(spec.default)
+        assert default == expected, (name, default, expected)
+        assert description.startswith("*read-only*") == spec.read_only, (name, description[:40])
+
+
 def _launch_tree() -> ast.Module:
     source = LAUNCH.read_text()
     compile(source, str(LAUNCH), "exec")
