@@ -2,7 +2,7 @@
 
 The release is an inventory written by scripts/rclpy_api_inventory.py (test/data/rclpy_humble_api.json
 for Humble). Checked: `import rclpy...` and `from rclpy... import ...`; attribute chains on
-rclpy modules and classes (`rclpy.logging.get_logger`, `ReliabilityPolicy.BEST_AVAILABLE`);
+rclpy modules and classes (`rclpy.logging.get_logger`, enum members such as `ReliabilityPolicy.RELIABLE`);
 `self.x` / `super().x` in classes derived from an rclpy class (Node, LifecycleNode); methods on
 values whose rclpy class is known (a constructor call, an annotated return such as
 `create_subscription` -> Subscription, a logger). A newer name is accepted only in the

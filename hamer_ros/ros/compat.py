@@ -20,7 +20,15 @@ try:   # Iron and later; Humble's rclpy.qos_event is a deprecated alias since Ir
 except ImportError:   # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-__all__ = ["SubscriptionEventCallbacks", "matching_qos"]
+__all__ = ["SubscriptionEventCallbacks", "matching_qos", "NEWER_THAN_HUMBLE"]
+
+# What Iron and later added that hamer_ros does without, named here and nowhere else: the tests
+# that hide them (test/ros/run_node_as_humble.py) or plant them (test/test_humble_api.py) read them.
+EVENT_HANDLER_MODULE = "rclpy.event_handler"        # Humble: rclpy.qos_event
+POST_SET_CALLBACK = "add_post_set_parameters_callback"
+BEST_AVAILABLE = "BEST_AVAILABLE"                    # a member of the QoS policy enums
+NEWER_THAN_HUMBLE = (EVENT_HANDLER_MODULE, f"rclpy.node.Node.{POST_SET_CALLBACK}",
+                     f"rclpy.qos.ReliabilityPolicy.{BEST_AVAILABLE}", f"rclpy.qos.DurabilityPolicy.{BEST_AVAILABLE}")
 
 
 def matching_qos(offered: Iterable[QoSProfile], depth: int = 10) -> QoSProfile:

@@ -45,7 +45,8 @@ def hide_newer_than_humble() -> list[str]:
     import rclpy.node
     import rclpy.qos
 
-    event_handler = importlib.import_module("rclpy.event_handler")
+    from hamer_ros.ros.compat import SubscriptionEventCallbacks
+    events = importlib.import_module(SubscriptionEventCallbacks.__module__)   # where this rclpy keeps them
     hidden = []
     # whole modules Humble does not have
     for info in pkgutil.walk_packages(rclpy.__path__, "rclpy."):
@@ -62,8 +63,8 @@ def hide_newer_than_humble() -> list[str]:
     # Humble's spelling of the event callbacks' module, with the names Humble's holds
     qos_event = types.ModuleType("rclpy.qos_event")
     for k in modules["rclpy.qos_event"]["names"]:
-        if hasattr(event_handler, k):
-            setattr(qos_event, k, getattr(event_handler, k))
+        if hasattr(events, k):
+            setattr(qos_event, k, getattr(events, k))
     sys.modules["rclpy.qos_event"] = rclpy.qos_event = qos_event
     # public methods of the node classes, except those rclpy itself calls (Jazzy's parameter
     # services call Node.list_parameters, for one): they stay for rclpy, not for the node
