@@ -16,7 +16,7 @@ import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import scipy.sparse
@@ -831,3 +831,14 @@ def simulate_sensor(depth_true: np.ndarray, rng: np.random.Generator, model: Sen
     with np.errstate(invalid="ignore"):
         d[(d < model.min_range) | (d > model.max_range)] = np.nan
     return _shifted(d, *model.misregistration)
+
+
+def with_nan_joint(make_hands: Callable[..., list], joint: int) -> Callable[..., list]:
+    """A stand-in for a pipeline stage that makes hands (e.g. HandPipeline._joint_hands): the same
+    hands, the first one with a NaN at `joint` (a placement gone wrong)."""
+    def poisoned(*args: Any, **kwargs: Any) -> list:
+        hands = make_hands(*args, **kwargs)
+        hands[0].joints = hands[0].joints.copy()
+        hands[0].joints[joint] = np.nan
+        return hands
+    return poisoned

@@ -347,14 +347,9 @@ def test_a_hand_with_nan_never_reaches_an_output_and_its_track_recovers(monkeypa
     det = SequenceDetector([_scene(rng, (True, (0.0, 0.0)))])
     pipe = HandPipeline(PipelineConfig(device="cpu"), detector=det)
     good = [pipe(frame(), K, stamp=k / 30)[0] for k in range(3)]
+    from hamer_ros_testing import with_nan_joint
     original = pipe._joint_hands
-
-    def poisoned(*args, **kw):
-        hands = original(*args, **kw)
-        hands[0].joints = hands[0].joints.copy()
-        hands[0].joints[7] = np.nan
-        return hands
-    monkeypatch.setattr(pipe, "_joint_hands", poisoned)
+    monkeypatch.setattr(pipe, "_joint_hands", with_nan_joint(original, 7))
     assert pipe(frame(), K, stamp=3 / 30) == [] and pipe.nonfinite_dropped == 1
     monkeypatch.setattr(pipe, "_joint_hands", original)
     (after,) = pipe(frame(), K, stamp=4 / 30)

@@ -22,11 +22,6 @@ class Detection:
     track_id: int = -1
 
 
-# "rgb": from the image alone; "rgbd": scaled along its rays onto this frame's aligned depth;
-# "rgbd-held": no usable depth in this frame, scaled by its track's size measured on earlier frames.
-PLACEMENTS = ("rgb", "rgbd", "rgbd-held")
-
-
 @dataclass
 class Hand:
     """One reconstructed hand. All 3D quantities are in the camera's optical frame (REP-103:
@@ -47,7 +42,9 @@ class Hand:
     betas: np.ndarray | None = None          # (10,) MANO shape
     track_id: int = -1
     held: bool = False                       # not seen in this frame: the track's last hand, repeated
-    placement: str = "rgb"                   # PLACEMENTS: how its distance along the rays was fixed
+    # how its distance along the rays was fixed: "rgb" from the image alone; "rgbd" scaled onto this
+    # frame's aligned depth; "rgbd-held" no usable depth now, scaled by its track's measured size
+    placement: str = "rgb"
     depth_residual: float = float("nan")     # m, robust spread of depth - hand surface ("rgbd" only)
     scale: float = 1.0                       # its size relative to the network's hand (1.0: from RGB alone)
     side_score: float = 1.0                  # confidence in is_right (the detector's handedness score)

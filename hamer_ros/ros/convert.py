@@ -113,15 +113,12 @@ def tf_hands(hands: Sequence[Hand], previous: Mapping[str, int] | None = None) -
     frame, never a held one, and with finite values; the track the frame showed last while that
     track is seen (two hands of one side never swap it back and forth), else the best-scoring."""
     previous = previous or {}
-    out: dict[str, Hand] = {}
-    for h in hands:
-        if h.held or not h.is_finite():
-            continue
-        cur = out.get(h.side)
-        sticky = previous.get(h.side, -1)
-        if cur is None or (cur.track_id != sticky and (h.track_id == sticky >= 0 or h.score > cur.score)):
-            out[h.side] = h
-    return out
+    live = [h for h in hands if not h.held and h.is_finite()]
+
+    def rank(h: Hand) -> tuple[bool, float]:
+        return h.track_id >= 0 and h.track_id == previous.get(h.side), h.score
+
+    return {side: max((h for h in live if h.side == side), key=rank) for side in {h.side for h in live}}
 
 
 # ---------------------------------------------------------------------------------------------

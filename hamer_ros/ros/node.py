@@ -51,12 +51,12 @@ from hamer_ros_msgs.msg import HandArray
 from ..perception.overlay import draw_hands
 from ..weights import WEIGHTS_HINT
 from .compat import SubscriptionEventCallbacks, matching_qos
-from .parameters import (OPTION_NAMES, PARAMETER_SPECS, PARAMETERS, PIPELINE_PARAMS, ROS_OWN_PARAMETERS, Options,
-                         dependent_parameter_problem, descriptor, frame_prefix, parse_rois)
-from .dds_profile import PROFILE_ENV, PROFILE_FILE, profile_path, use_shipped_profile
 from .convert import (cdr_self_check, compressed_image_msg, hand_transforms, hands_to_msg, image_cdr,
                       image_msg, marker_array_cdr, marker_array_msg, marker_specs, scale_image, tf_hands)
+from .dds_profile import PROFILE_ENV, PROFILE_FILE, profile_path, use_shipped_profile
 from .image import ImageConversionError, depth_image_to_metres, image_to_rgb
+from .parameters import (OPTION_NAMES, PARAMETER_SPECS, PARAMETERS, PIPELINE_PARAMS, ROS_OWN_PARAMETERS, Options,
+                         dependent_parameter_problem, descriptor, frame_prefix, parse_rois)
 from .sync import (CameraInfoSync, DepthFrame, DepthSync, LatestMailbox, Problem, StampMonitor,
                    Throttle, format_stamp, intrinsics_from_camera_info, stamp_to_ns)
 
@@ -501,19 +501,20 @@ class HandMeshNode(LifecycleNode):
             if problem:
                 raise StartupError(f"parameter '{spec.name}': {problem}")
             values[spec.name] = p.value
-        self._explicit = {n for n in getattr(self, "_parameter_overrides", {}) if n in PARAMETER_SPECS}
+        # rclpy keeps the overrides it was given in this attribute (Humble and Jazzy alike)
+        overrides = set(getattr(self, "_parameter_overrides", {}))
+        self._explicit = overrides & PARAMETER_SPECS.keys()
         problem = dependent_parameter_problem(values, self._explicit, starting=True)
         if problem:
             raise StartupError(problem)
-        self._warn_undeclared_overrides()
+        self._warn_undeclared(overrides - PARAMETER_SPECS.keys())
         return values
 
-    def _warn_undeclared_overrides(self) -> None:
+    def _warn_undeclared(self, names: set[str]) -> None:
         """One warning per parameter given to this node (params file, -p) that it does not have:
         a typo or a renamed parameter would otherwise be ignored without a word."""
-        # rclpy keeps the overrides it was given in this attribute (Humble and Jazzy alike)
-        for name in sorted(getattr(self, "_parameter_overrides", {})):
-            if name in PARAMETER_SPECS or name in ROS_OWN_PARAMETERS or name.startswith("qos_overrides."):
+        for name in sorted(names):
+            if name in ROS_OWN_PARAMETERS or name.startswith("qos_overrides."):
                 continue
             close = difflib.get_close_matches(name, list(PARAMETER_SPECS), n=1)
             self._log.warning(f"parameter '{name}' is not a parameter of this node and is ignored"
@@ -587,11 +588,11 @@ class HandMeshNode(LifecycleNode):
         problem = dependent_parameter_problem({**self._values, **changes}, self._explicit | changes.keys())
         if problem:
             return SetParametersResult(successful=False, reason=problem)
-        self._apply_parameters(params)
+        self._apply_parameters(changes)
         return SetParametersResult(successful=True)
 
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        changed = {p.name: p.value for p in params if p.name in PARAMETER_SPECS}
+    def _apply_parameters(self, changed: dict[str, Any]) -> None:
+        """Puts validated changes (name -> value, declared names only) into effect."""
         self._explicit |= changed.keys()
         self._values.update(changed)
         opts = {k: v for k, v in changed.items() if k in OPTION_NAMES}
@@ -1006,7 +1007,8 @@ class HandMeshNode(LifecycleNode):
                 (errors if not win_proc else warnings).append(failed)    # nothing at all came out: a fault
             input_hz, processing_hz = win_recv / period, win_proc / period
             if input_hz > 0 and processing_hz < SLOW_FRACTION * input_hz:
-                self._slow_since = self._slow_since if self._slow_since is not None else now_mono - period
+                if self._slow_since is None:
+                    self._slow_since = now_mono - period
                 if now_mono - self._slow_since >= SLOW_FOR_S:
                     warnings.append(f"processing {processing_hz:.1f} Hz of {input_hz:.1f} Hz input for "
                                     f"{now_mono - self._slow_since:.0f} s: the model is the bottleneck on {p.device} "

@@ -848,13 +848,9 @@ def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypa
     tester.subscribe(ns, markers=False, debug=False)
     try:
         node.start()
+        from hamer_ros_testing import with_nan_joint
         original = pipe._mesh_hands
-
-        def poisoned(*args, **kw):
-            hands = original(*args, **kw)
-            hands[0].joints = hands[0].joints.copy()
-            hands[0].joints[4] = np.nan
-            return hands
+        poisoned = with_nan_joint(original, 4)
         node._on_camera_info(_info_for(10))
         stamps = [10**9 + k * 33_333_333 for k in range(3)]
         for k, stamp in enumerate(stamps):
