@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """hand_mesh_node's own cost per frame on the inference thread, beyond the pipeline: image
-conversion, CameraInfo pairing, HandArray / TF / marker building and publishing (real rclpy
-publishers, real DDS, with subscribers attached so markers are built). With a debug-image
-subscriber the inference thread only hands the frame to the debug-image thread (the last rows);
-the latency the robot sees with a viewer attached: benchmarks/node_latency.py.
+conversion, CameraInfo pairing, HandArray and TF building and publishing (real rclpy publishers,
+real DDS, a HandArray subscriber attached), and the building blocks, hand_viz_node's markers
+from a HandArray included. The latency the robot sees with a viewer attached:
+benchmarks/node_latency.py.
 
 In-process: the node runs with a stand-in pipeline that returns two hands with full meshes
 (778 vertices, 1538 faces) at once, so everything measured is node overhead.
@@ -116,9 +116,7 @@ def main() -> None:
     import rclpy
     from rclpy.parameter import Parameter
     from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
     from std_msgs.msg import Header
-    from visualization_msgs.msg import MarkerArray
 
     from hamer_ros_msgs.msg import HandArray
     from hamer_ros.ros import convert
@@ -138,24 +136,16 @@ def main() -> None:
             sub = rclpy.create_node("bench_sub", context=ctx, namespace=ns)
             qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
             sub.create_subscription(HandArray, "hands", lambda m: None, qos)
-            node._sync.add(_camera_info(width, height))
-            for setting in ("hands + TF", "+ markers", "+ markers + debug image (queued)"):
-                if setting == "+ markers":
-                    sub.create_subscription(MarkerArray, "hands/markers", lambda m: None, qos)
-                    _wait(lambda: node._refresh_subscribers() or node._want_markers)
-                if setting == "+ markers + debug image (queued)":
-                    sub.create_subscription(Image, "hands/debug_image", lambda m: None,
-                                            QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
-                    _wait(lambda: node._refresh_subscribers() or node._want_debug)
-                for encoding in ("rgb8", "bgr8"):
-                    over, conv = [], []
-                    for i in range(args.frames + 10):
-                        msg = _image_msg(width, height, encoding, 10**18 + i * 10**7)
-                        t = node._process(msg, time.monotonic())
-                        if i >= 10:   # warm-up
-                            over.append(t["convert"] + t["publish"])
-                            conv.append(t["convert"])
-                    rows.append((f"{width}x{height}", encoding, setting, *_stats(over), *_stats(conv)))
+            node._ctx.sync.add(_camera_info(width, height))
+            for encoding in ("rgb8", "bgr8"):
+                over, conv = [], []
+                for i in range(args.frames + 10):
+                    msg = _image_msg(width, height, encoding, 10**18 + i * 10**7)
+                    t = node._worker.process(msg, time.monotonic())
+                    if i >= 10:   # warm-up
+                        over.append(t["convert"] + t["publish"])
+                        conv.append(t["convert"])
+                rows.append((f"{width}x{height}", encoding, "hands + TF", *_stats(over), *_stats(conv)))
             node.close()
             node.destroy_node()
             sub.destroy_node()
@@ -172,6 +162,12 @@ def main() -> None:
         specs = convert.marker_specs(hands)
         vert = hands[0].vertices.ravel()
         from hamer_ros_msgs.msg import Hand as HandMsg
+        sent = convert.hands_to_msg(header, hands, True)
+        faces = {True: hands[1].faces, False: hands[0].faces}
+
+        def viz_markers() -> bytes:
+            back = [convert.hand_from_msg(m, faces) for m in sent.hands]
+            return convert.marker_array_cdr(0, 0, header.frame_id, convert.marker_specs(back))
         micro = {
             "MarkerArray as message objects (rclpy serializes)": lambda: convert.marker_array_msg(header, specs),
             "MarkerArray as CDR bytes (numpy)": lambda: convert.marker_array_cdr(0, 0, header.frame_id, specs),
@@ -180,6 +176,7 @@ def main() -> None:
                                                                      array.array("f", vert.tobytes())),
             "HandArray of 2 hands (with vertices)": lambda: convert.hands_to_msg(header, hands, True),
             "TF for 2 hands (+ 42 joint frames)": lambda: convert.hand_transforms(header, convert.tf_hands(hands), "", True),
+            "hand_viz_node: markers from a HandArray of 2 hands (read back + CDR)": viz_markers,
         }
         print("\n### building blocks (ms, median of 50)\n")
         print("| step | median |")

@@ -24,10 +24,15 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from .settings import PARAMETER_SPECS, default, pipeline_config
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 DEFAULT_HFOV = 60.0   # degrees: a typical webcam / RealSense colour camera
 RESULTS = "hands.jsonl"
+# Options named, and meaning, as hand_mesh_node's parameters of the same name.
+SHARED_SETTINGS = ("device", "precision", "backend", "max_hands", "rescale", "filter_min_cutoff", "filter_beta",
+                   "filter_d_cutoff", "hold_time", "side_switch_frames")
 
 INFER_EXAMPLES = """examples:
   hamer-ros infer photo.jpg --out out/                     joints only (MediaPipe), guessed camera
@@ -426,14 +431,12 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
     from tqdm import tqdm
 
     from .perception.overlay import draw_hands
-    from .perception.pipeline import HandPipeline, PipelineConfig
+    from .perception.pipeline import HandPipeline
 
     detector.start(video=False)             # fails here, before the model loads, without MediaPipe
-    cfg = PipelineConfig(device=args.device, precision=args.precision, backend=args.backend,
-                         max_hands=args.max_hands, rescale=args.rescale, tracking=False, filter=not args.no_filter,
-                         filter_min_cutoff=args.filter_min_cutoff, filter_beta=args.filter_beta,
-                         filter_d_cutoff=args.filter_d_cutoff, hold_time=args.hold_time,
-                         side_switch_frames=args.side_switch_frames)
+    # The options named as the node's parameters map to the pipeline as the node's do.
+    cfg = pipeline_config({**{name: getattr(args, name) for name in SHARED_SETTINGS},
+                           "tracking": False, "filter": not args.no_filter})
     model = load_model(args)
     try:
         pipeline = HandPipeline(cfg, model=model, detector=detector)   # once, for every input
@@ -528,15 +531,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "e.g. 615.2,615.4,320.1,241.7. Default: a guess from --hfov")
     cam.add_argument("--hfov", type=hfov, default=DEFAULT_HFOV, metavar="DEG",
                      help="horizontal field of view guess in degrees when --intrinsics is not known, e.g. 69")
-    inf.add_argument("--device", type=device, default="auto",
+    inf.add_argument("--device", type=device, default=default("device"),
                      help="auto (cuda when available), cpu, cuda or cuda:N, e.g. cuda:0")
-    inf.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"),
+    inf.add_argument("--precision", default=default("precision"), choices=PARAMETER_SPECS["precision"].choices,
                      help="network precision; fp16 on NVIDIA GPUs")
-    inf.add_argument("--backend", default="eager", choices=("eager", "compile", "tensorrt", "onnx"),
+    inf.add_argument("--backend", default=default("backend"), choices=PARAMETER_SPECS["backend"].choices,
                      help="inference engine; unavailable or inaccurate ones fall back to eager, logged")
     inf.add_argument("--max-hands", type=positive_int, default=4, metavar="N",
                      help="most hands per frame, 1 to 10, e.g. 2")
-    inf.add_argument("--rescale", type=rescale, default=2.0,
+    inf.add_argument("--rescale", type=rescale, default=default("rescale"),
                      help="crop padding factor around the detected box, 1 to 4, e.g. 2.5 (the reference uses 2.0)")
     inf.add_argument("--roi", action="append", type=parse_roi, metavar="X1,Y1,X2,Y2,SIDE",
                      help="fixed hand box in pixels instead of MediaPipe, repeatable, needs --checkpoint, "
@@ -552,20 +555,19 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the depth image's name is the colour image's stem plus this, e.g. _aligned_depth")
     rgbd.add_argument("--depth-scale", type=positive_float, default=0.001, metavar="M",
                       help="metres per depth unit: 0.001 for millimetres (RealSense, Azure Kinect), e.g. 0.0001")
-    from .perception.pipeline import PipelineConfig as PIPELINE_DEFAULTS   # noqa: N811 (its field defaults)
 
     vid = inf.add_argument_group("videos", "frames of a video are tracked (stable ids, sides voted over frames) "
                                         "and smoothed on their timestamps; images are independent")
     vid.add_argument("--no-filter", action="store_true", help="keep tracking, but do not smooth the hands, e.g. to see the raw per-frame output")
-    vid.add_argument("--filter-min-cutoff", type=positive_float, default=PIPELINE_DEFAULTS.filter_min_cutoff,
+    vid.add_argument("--filter-min-cutoff", type=positive_float, default=default("filter_min_cutoff"),
                      metavar="HZ", help="One-Euro cutoff of a still hand (lower: steadier, laggier), e.g. 0.5")
-    vid.add_argument("--filter-beta", type=non_negative_float, default=PIPELINE_DEFAULTS.filter_beta,
+    vid.add_argument("--filter-beta", type=non_negative_float, default=default("filter_beta"),
                      help="how fast the cutoff rises with speed, Hz per m/s (higher: less lag), e.g. 15")
-    vid.add_argument("--filter-d-cutoff", type=positive_float, default=PIPELINE_DEFAULTS.filter_d_cutoff,
+    vid.add_argument("--filter-d-cutoff", type=positive_float, default=default("filter_d_cutoff"),
                      metavar="HZ", help="cutoff of the speed estimate, e.g. 1.0")
-    vid.add_argument("--hold-time", type=non_negative_float, default=PIPELINE_DEFAULTS.hold_time, metavar="S",
+    vid.add_argument("--hold-time", type=non_negative_float, default=default("hold_time"), metavar="S",
                      help="seconds a tracked hand the detector misses is still written, flagged held; 0: never, e.g. 0.2")
-    vid.add_argument("--side-switch-frames", type=frame_count, default=PIPELINE_DEFAULTS.side_switch_frames,
+    vid.add_argument("--side-switch-frames", type=frame_count, default=default("side_switch_frames"),
                      metavar="N", help="consecutive frames that disagree with a hand's side before it changes, e.g. 5")
     inf.set_defaults(func=cmd_infer)
     from . import bench

@@ -2,7 +2,7 @@
 # The main job, set up from nothing (idempotent):
 #   bash scripts/run.sh                  offline pipeline on the example photos → out/ (see hamer_ros/examples.py)
 #   bash scripts/run.sh infer PATH... --out DIR [--checkpoint … --intrinsics fx,fy,cx,cy]
-#   bash scripts/run.sh node [name:=value...]  the ROS 2 node, with the launch file's arguments
+#   bash scripts/run.sh node [name:=value...]  the ROS 2 nodes, with the launch file's arguments
 #                                        (ros2 launch when a system ROS has it, else the executable)
 # HAMER_CHECKPOINT / HAMER_MANO, when set, give the weights to both.
 set -euo pipefail
@@ -22,18 +22,41 @@ case "${1:-demo}" in
     if command -v ros2 >/dev/null && python -c "import launch_ros" 2>/dev/null; then
       exec ros2 launch hamer_ros hands.launch.py "${ros_weights[@]}" "$@"
     fi
-    # PyPI ROS has no launch/ros2cli: the same arguments, turned into --ros-args for the executable by
+    # PyPI ROS has no launch/ros2cli: the same arguments, turned into --ros-args for the executables by
     # the table the launch file reads too (hamer_ros/ros/launch_args.py).
-    args_file=$(mktemp)
-    if ! python -m hamer_ros.ros.launch_args "$root/config/hands.yaml" "${ros_weights[@]}" "$@" > "$args_file"; then
-      rm -f "$args_file"
-      exit 2
-    fi
-    mapfile -d '' ros_args < "$args_file"
-    rm -f "$args_file"
+    ros_args_for() {   # ros_args_for [--viz] NAME...: the node's --ros-args into the array NAME
+      local -n into=$1
+      local file
+      file=$(mktemp)
+      if ! python -m hamer_ros.ros.launch_args "${@:2}" > "$file"; then
+        rm -f "$file"
+        exit 2
+      fi
+      mapfile -d '' into < "$file"
+      rm -f "$file"
+    }
+    ros_args_for mesh_args "$root/config/hands.yaml" "${ros_weights[@]}" "$@"
+    ros_args_for viz_args --viz "$root/config/hands.yaml" "${ros_weights[@]}" "$@"
     # The node's hints then name these arguments; env.sh has already set the Fast DDS profile.
     export HAMER_ROS_ARGS=launch
-    exec "$root/install/hamer_ros/lib/hamer_ros/hand_mesh_node" --ros-args "${ros_args[@]}"
+    lib="$root/install/hamer_ros/lib/hamer_ros"
+    # Both in the background, so Ctrl-C (or SIGTERM) reaches this script, which stops both cleanly.
+    pids=()
+    trap 'kill -TERM "${pids[@]}" 2>/dev/null' INT TERM
+    "$lib/hand_mesh_node" --ros-args "${mesh_args[@]}" &
+    pids+=($!)
+    if ((${#viz_args[@]})); then
+      "$lib/hand_viz_node" --ros-args "${viz_args[@]}" &
+      pids+=($!)
+    fi
+    # The perception node's exit status is this script's; the viewer ends with it.
+    while :; do
+      wait "${pids[0]}" && rc=0 || rc=$?
+      kill -0 "${pids[0]}" 2>/dev/null || break
+    done
+    kill -TERM "${pids[@]:1}" 2>/dev/null || true
+    wait || true
+    exit "$rc"
     ;;
   infer)
     shift

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HaMeRConfig
+from .vit import Mlp   # the same two-layer GELU MLP as the backbone's blocks
 
 
 class SelfAttention(nn.Module):
@@ -37,17 +38,6 @@ class CrossAttention(nn.Module):
         q = self.q(x).reshape(b, n, h, d).transpose(1, 2)
         k, v = self.kv(context).reshape(b, context.shape[1], 2, h, d).permute(2, 0, 3, 1, 4)
         return self.proj(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, h * d))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class DecoderLayer(nn.Module):

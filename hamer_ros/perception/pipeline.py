@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..settings import default
 from ..weights import WEIGHTS_HINT
 from .camera import (crop_keypoints_to_image, crop_ray_rotations, fit_pose, mirror_points, mirror_rotations,
                      refine_translation, reprojection_error, weak_perspective_to_translation)
@@ -20,7 +21,7 @@ from .depth import TrackScales, anchor_on_depth, front_faces, joint_surface_poin
 from .detect import HandDetector, make_detector
 from .engine import make_engine, to_host
 from .gpu_crop import crop_hands_torch, upload_frame
-from .hand_frame import hand_frame, local_joints
+from .hand_frame import hand_frame
 from .landmarks import place_landmarks
 from .filter import FilterConfig, HandSmoother
 from .track import HandTracker
@@ -35,27 +36,29 @@ JOINTS_ONLY_HINT = (
 
 @dataclass
 class PipelineConfig:
-    checkpoint: str = ""            # official hamer.ckpt; empty = joints-only from the detector
-    mano: str = ""                  # MANO_RIGHT.pkl or its folder; empty = the checkpoint's own MANO
-    device: str = "auto"            # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"         # fp32 | bf16 | fp16 (LayerNorm, attention and geometry stay fp32)
-    backend: str = "eager"          # eager | compile | tensorrt | onnx (perception/engine.py)
-    engine_cache: str = ""          # compiled-engine folder; empty = ~/.cache/hamer_ros/engines
+    """Defaults: hand_mesh_node's parameter table (hamer_ros/settings.py), which says what each means."""
+
+    checkpoint: str = default("checkpoint")  # official hamer.ckpt; empty = joints-only from the detector
+    mano: str = default("mano")  # MANO_RIGHT.pkl or its folder; empty = the checkpoint's own MANO
+    device: str = default("device")  # auto | cpu | cuda | cuda:N
+    precision: str = default("precision")  # fp32 | bf16 | fp16 (LayerNorm, attention and geometry stay fp32)
+    backend: str = default("backend")  # eager | compile | tensorrt | onnx (perception/engine.py)
+    engine_cache: str = default("engine_cache")  # compiled-engine folder; empty = ~/.cache/hamer_ros/engines
     rebuild_engine: bool = False    # build the engine again even if one is cached
-    detector: str = "mediapipe"     # mediapipe | fixed
+    detector: str = default("detector")  # mediapipe | fixed
     rois: list[dict[str, Any]] = field(default_factory=list)   # fixed: [{box: [x1,y1,x2,y2], side: right}]
-    max_hands: int = 2
-    min_score: float = 0.5
-    rescale: float = 2.0            # crop side = rescale · max(4/3·w, h), as the reference demo
-    refine: bool = True             # least-squares placement on 2D keypoints (the detector's, else the network's)
-    fit_rotation: bool = True       # with refine: fit the rotation too (fit_pose), not only the translation
-    tracking: bool = True           # stable ids, sides voted per track, no duplicates, smoothed boxes
-    side_switch_frames: int = 5     # consecutive disagreeing labels before a track changes side
-    filter: bool = True             # One-Euro smoothing per track on the image stamps (needs a stamp)
-    filter_min_cutoff: float = FilterConfig.min_cutoff  # Hz, cutoff of a still hand
-    filter_beta: float = FilterConfig.beta              # Hz per m/s: how fast the cutoff rises with speed
-    filter_d_cutoff: float = FilterConfig.d_cutoff      # Hz, cutoff of the speed estimate
-    hold_time: float = 0.1          # s a missed hand is still reported (flagged held); 0 = never
+    max_hands: int = default("max_hands")
+    min_score: float = default("min_score")
+    rescale: float = default("rescale")  # crop side = rescale · max(4/3·w, h), as the reference demo
+    refine: bool = default("refine_translation")  # least-squares placement on 2D keypoints (the detector's, else the network's)
+    fit_rotation: bool = default("fit_rotation")  # with refine: fit the rotation too (fit_pose), not only the translation
+    tracking: bool = default("tracking")  # stable ids, sides voted per track, no duplicates, smoothed boxes
+    side_switch_frames: int = default("side_switch_frames")  # consecutive disagreeing labels before a track changes side
+    filter: bool = default("filter")  # One-Euro smoothing per track on the image stamps (needs a stamp)
+    filter_min_cutoff: float = default("filter_min_cutoff")  # Hz, cutoff of a still hand
+    filter_beta: float = default("filter_beta")  # Hz per m/s: how fast the cutoff rises with speed
+    filter_d_cutoff: float = default("filter_d_cutoff")  # Hz, cutoff of the speed estimate
+    hold_time: float = default("hold_time")  # s a missed hand is still reported (flagged held); 0 = never
     static_images: bool = False     # independent images (CLI) instead of a video stream
 
 

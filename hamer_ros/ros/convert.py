@@ -1,4 +1,5 @@
-"""perception.Hand -> ROS messages: HandArray, TF transforms, RViz markers, the debug image.
+"""perception.Hand <-> ROS messages: HandArray (both ways), MeshFaces, TF transforms, RViz markers,
+the debug image.
 
 Speed notes (see benchmarks/node.py):
 * float32[] fields take numpy arrays directly; the variable-length `vertices` gets an
@@ -25,7 +26,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from hamer_ros_msgs.msg import Hand as HandMsg
-from hamer_ros_msgs.msg import HandArray
+from hamer_ros_msgs.msg import HandArray, MeshFaces
 
 from ..perception.overlay import BONES, COLOURS
 from ..perception.types import Hand
@@ -171,6 +172,47 @@ def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
 def hands_to_msg(header: Header, hands: Iterable[Hand], publish_vertices: bool = True) -> HandArray:
     """header: the source image's header, copied exactly (stamp and frame id)."""
     return HandArray(header=header, hands=[hand_to_msg(h, publish_vertices) for h in hands])
+
+
+def hand_from_msg(m: HandMsg, faces: Mapping[bool, np.ndarray] | None = None) -> Hand:
+    """A HandArray's hand back as a perception.Hand, for drawing (hand_viz_node): `faces` (from
+    `faces_from_msg`, by is_right) go with the hand when it carries vertices."""
+    from scipy.spatial.transform import Rotation
+
+    is_right = m.side == HandMsg.RIGHT
+    q = m.wrist.orientation
+    vertices = np.asarray(m.vertices, dtype=np.float32).reshape(-1, 3) if len(m.vertices) else None
+    return Hand(
+        is_right=is_right, score=float(m.score), side_score=float(m.side_score),
+        box=np.asarray(m.box, dtype=np.float64),
+        joints=np.array([(p.x, p.y, p.z) for p in m.joints]),
+        keypoints_2d=np.asarray(m.keypoints_2d, dtype=np.float64).reshape(21, 2),
+        wrist_position=np.array([m.wrist.position.x, m.wrist.position.y, m.wrist.position.z]),
+        wrist_orientation=Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(),
+        reprojection_error=float(m.reprojection_error), vertices=vertices,
+        faces=faces.get(is_right) if (faces is not None and vertices is not None) else None,
+        track_id=int(m.track_id), held=bool(m.held),
+        placement={code: name for name, code in PLACEMENT_CODES.items()}.get(m.placement, "rgb"),
+        scale=float(m.scale))
+
+
+def mesh_faces_msg(faces_right: np.ndarray, faces_left: np.ndarray, num_vertices: int) -> MeshFaces:
+    """The model's triangles, per side (each wound for its side), for the latched hands/mesh_faces."""
+    def flat(f: np.ndarray) -> array.array:
+        return array.array("I", np.ascontiguousarray(f, dtype=np.uint32).tobytes())
+    return MeshFaces(num_vertices=int(num_vertices), right=flat(faces_right), left=flat(faces_left))
+
+
+def faces_from_msg(m: MeshFaces) -> dict[bool, np.ndarray]:
+    """is_right -> [F, 3] triangles; ValueError when the lists cannot index num_vertices vertices."""
+    out = {}
+    for is_right, flat in ((True, m.right), (False, m.left)):
+        f = np.asarray(flat, dtype=np.int64)
+        if f.size % 3 or (f.size and (f.min() < 0 or f.max() >= m.num_vertices)):
+            raise ValueError(f"{'right' if is_right else 'left'} faces: {f.size} indices, not triangles of "
+                             f"vertices below {m.num_vertices}")
+        out[is_right] = f.reshape(-1, 3)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

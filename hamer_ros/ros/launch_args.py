@@ -2,10 +2,10 @@
 launch file and by `scripts/run.sh node`, which without a system ROS (no launch, no ros2cli)
 turns the same name:=value arguments into --ros-args for the installed executable:
 
-    python -m hamer_ros.ros.launch_args DEFAULT_PARAMS_FILE name:=value ...
+    python -m hamer_ros.ros.launch_args [--viz] DEFAULT_PARAMS_FILE name:=value ...
 
-prints those --ros-args NUL-separated, or one line saying what is wrong (exit 2). Imports
-neither rclpy nor launch.
+prints those --ros-args (with --viz: hand_viz_node's, none when visualize:=false) NUL-separated,
+or one line saying what is wrong (exit 2). Imports neither rclpy nor launch.
 """
 from __future__ import annotations
 
@@ -39,11 +39,16 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("device", "", "auto | cpu | cuda | cuda:N (empty: as in params_file)"),
     LaunchArgument("autostart", "", "true: configure and activate at once; false: stay unconfigured for a "
                                     "lifecycle manager (empty: as in params_file, default true)"),
-    LaunchArgument("rviz", "false", "also start RViz with rviz/hands.rviz (when rviz2 is installed)"),
+    LaunchArgument("visualize", "true", "also start hand_viz_node (its own process): hands/markers and "
+                                        "hands/debug_image (+ /compressed) for RViz or a remote viewer"),
+    LaunchArgument("rviz", "false", "also start RViz with rviz/hands.rviz (when rviz2 is installed; its "
+                                    "meshes and image come from visualize)"),
 )
 NAMES = tuple(a.name for a in LAUNCH_ARGUMENTS)
 # passed on as node parameters of the same name, when not empty
 PARAMETER_ARGUMENTS = ("checkpoint", "mano", "device")
+# the inputs hand_viz_node shares with hand_mesh_node (it reads hands from the latter)
+VIZ_INPUTS = ("image", "camera_info")
 
 
 @dataclass
@@ -54,6 +59,7 @@ class NodeSettings:
     namespace: str
     remappings: list[tuple[str, str]]
     overrides: dict[str, Any] = field(default_factory=dict)   # parameters over the params file
+    visualize: bool = True
     rviz: bool = False
 
 
@@ -81,17 +87,20 @@ def node_settings(given: dict[str, str], default_params_file: str) -> NodeSettin
         remappings.append(("depth", depth))
         overrides["use_depth"] = True
     return NodeSettings(params_file=v["params_file"] or default_params_file, namespace=v["namespace"].strip(),
-                        remappings=remappings, overrides=overrides, rviz=_flag("rviz", v["rviz"]))
+                        remappings=remappings, overrides=overrides, visualize=_flag("visualize", v["visualize"]),
+                        rviz=_flag("rviz", v["rviz"]))
 
 
-def ros_arguments(s: NodeSettings) -> list[str]:
-    """The same settings as the executable's --ros-args (after `--ros-args`)."""
+def ros_arguments(s: NodeSettings, viz: bool = False) -> list[str]:
+    """The same settings as the executable's --ros-args (after `--ros-args`): hand_mesh_node's, or
+    with `viz` hand_viz_node's (the params file, the namespace and the image and CameraInfo topics)."""
     args = ["--params-file", s.params_file]
     for name, topic in s.remappings:
-        args += ["-r", f"{name}:={topic}"]
+        if not viz or name in VIZ_INPUTS:
+            args += ["-r", f"{name}:={topic}"]
     if s.namespace:
         args += ["-r", f"__ns:=/{s.namespace.lstrip('/')}"]
-    for name, value in s.overrides.items():
+    for name, value in ({} if viz else s.overrides).items():
         args += ["-p", f"{name}:={str(value).lower() if isinstance(value, bool) else value}"]
     return args
 
@@ -109,16 +118,24 @@ def parse(argv: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    viz = bool(argv) and argv[0] == "--viz"
+    argv = argv[1:] if viz else argv
     if not argv:
-        print("usage: python -m hamer_ros.ros.launch_args DEFAULT_PARAMS_FILE [name:=value ...]", file=sys.stderr)
+        print("usage: python -m hamer_ros.ros.launch_args [--viz] DEFAULT_PARAMS_FILE [name:=value ...]",
+              file=sys.stderr)
         return 2
     try:
         settings = node_settings(parse(argv[1:]), argv[0])
     except ValueError as e:
         print(f"run.sh node: {e}", file=sys.stderr)
         return 2
+    if viz:
+        # hand_viz_node's arguments; nothing when visualize:=false
+        if settings.visualize:
+            sys.stdout.write("\0".join(ros_arguments(settings, viz=True)) + "\0")
+        return 0
     if settings.rviz:
-        print("run.sh node: rviz:=true needs a system ROS 2 (ros2 launch, rviz2); starting the node alone",
+        print("run.sh node: rviz:=true needs a system ROS 2 (ros2 launch, rviz2); starting the nodes without it",
               file=sys.stderr)
     sys.stdout.write("\0".join(ros_arguments(settings)) + "\0")
     return 0

@@ -22,7 +22,8 @@ from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 
-SYNC_POLICIES = ("latest", "exact")
+from ..settings import SYNC_POLICIES
+
 
 # Distortion models whose coefficients mean what OpenCV's undistortPoints expects.
 OPENCV_MODELS = ("plumb_bob", "rational_polynomial")

@@ -344,6 +344,39 @@ def test_hand_array_fields():
     assert len(convert.hands_to_msg(header, hands, publish_vertices=False).hands[0].vertices) == 0
 
 
+def test_a_hand_array_reads_back_as_the_hands_drawn():
+    """hand_viz_node draws from HandArray messages: each hand reads back as it was sent (float32
+    where the message is), faces by side from MeshFaces, and the same picture comes out."""
+    convert = _convert()
+    from std_msgs.msg import Header
+
+    from hamer_ros.perception.overlay import draw_hands
+    hands = [_hand(False, 0.8, seed=1), _hand(True, 0.95, seed=2)]
+    faces_right = hands[1].faces
+    faces_left = np.ascontiguousarray(faces_right[:, [0, 2, 1]])
+    hands[0].faces = faces_left
+    faces = convert.faces_from_msg(convert.mesh_faces_msg(faces_right, faces_left, 778))
+    np.testing.assert_array_equal(faces[True], faces_right)
+    np.testing.assert_array_equal(faces[False], faces_left)
+    msg = convert.hands_to_msg(Header(frame_id="cam"), hands, publish_vertices=True)
+    back = [convert.hand_from_msg(m, faces) for m in msg.hands]
+    for h, b in zip(hands, back):
+        assert (b.is_right, b.track_id, b.held, b.placement) == (h.is_right, h.track_id, h.held, h.placement)
+        np.testing.assert_allclose(b.joints, h.joints)
+        np.testing.assert_allclose(b.vertices, h.vertices)
+        np.testing.assert_array_equal(b.faces, h.faces)
+        np.testing.assert_allclose(b.wrist_orientation, h.wrist_orientation, atol=1e-9)
+        np.testing.assert_allclose(b.box, h.box)
+    K = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    image = np.zeros((240, 320, 3), np.uint8)
+    np.testing.assert_array_equal(draw_hands(image, back, K), draw_hands(image, hands, K))
+    # without vertices (publish_vertices off) a hand has no mesh to draw, whatever faces are known
+    bare = convert.hands_to_msg(Header(), hands, publish_vertices=False)
+    assert all(convert.hand_from_msg(m, faces).faces is None for m in bare.hands)
+    with pytest.raises(ValueError, match="not triangles of vertices below 100"):
+        convert.faces_from_msg(convert.mesh_faces_msg(faces_right, faces_left, 100))
+
+
 def test_tf_live_hands_per_side_and_joint_frames():
     convert = _convert()
     from std_msgs.msg import Header

@@ -33,7 +33,7 @@ try:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, CompressedImage, Image
     from tf2_msgs.msg import TFMessage
-    from visualization_msgs.msg import Marker, MarkerArray
+    from visualization_msgs.msg import MarkerArray
 
     from hamer_ros_msgs.msg import Hand as HandMsg
     from hamer_ros_msgs.msg import HandArray
@@ -50,9 +50,9 @@ FRAME = "camera_color_optical_frame"
 ROIS = "[{box: [30, 50, 130, 170], side: left}, {box: [180, 50, 280, 170], side: right}]"
 
 
-def _node_executable() -> Path:
+def _node_executable(name: str = "hand_mesh_node") -> Path:
     from ament_index_python.packages import get_package_prefix
-    exe = Path(get_package_prefix("hamer_ros"), "lib", "hamer_ros", "hand_mesh_node")
+    exe = Path(get_package_prefix("hamer_ros"), "lib", "hamer_ros", name)
     if not exe.is_file():
         pytest.skip(f"{exe} not installed; run `bash scripts/build_ros.sh`")
     return exe
@@ -73,11 +73,11 @@ def _ros_env() -> dict[str, str]:
 
 class NodeProcess:
     def __init__(self, name: str, params: dict[str, Any], tmp: Path, command: list[str] | None = None,
-                 unset: tuple[str, ...] = ()) -> None:
-        """`command`: how to start the node (default: the installed executable); `unset`:
-        environment variables the node must not see."""
+                 unset: tuple[str, ...] = (), ns: str | None = None) -> None:
+        """`command`: how to start the node (default: the installed hand_mesh_node); `unset`:
+        environment variables the node must not see; `ns`: its namespace (default /<run>/<name>)."""
         self.name = name
-        self.ns = f"/{RUN}/{name}"
+        self.ns = ns or f"/{RUN}/{name}"
         self.fqn = f"{self.ns}/hand_mesh_node"
         params_file = tmp / f"{name}.yaml"
         params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
@@ -308,7 +308,7 @@ def mesh_node(tester, node_tmp, tiny_checkpoint, mano_path):
     proc = NodeProcess("mesh", dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu",
                                     detector="fixed", rois=ROIS, tf_prefix="mesh/", camera_info_timeout=2.0,
                                     image_timeout=1.0, diagnostics_period=0.5), node_tmp)
-    tester.subscribe(proc.ns)
+    tester.subscribe(proc.ns, markers=False, debug=False)
     yield proc
     proc.stop()
 
@@ -350,7 +350,7 @@ def test_no_camera_info_yet_is_reported(tester, mesh_node, camera):
     assert not tester.received(f"{mesh_node.ns}/hands"), "a frame without intrinsics was published"
 
 
-def test_hands_tf_markers_debug_image_diagnostics(tester, mesh_node, camera):
+def test_hands_tf_faces_diagnostics(tester, mesh_node, camera):
     camera.info()
     msg = _serve_good_frame(tester, camera, mesh_node)
     stamp = _ns(msg.header)
@@ -377,27 +377,19 @@ def test_hands_tf_markers_debug_image_diagnostics(tester, mesh_node, camera):
     assert (tr.x, tr.y, tr.z) == pytest.approx((msg.hands[0].wrist.position.x, msg.hands[0].wrist.position.y,
                                                 msg.hands[0].wrist.position.z))
 
-    # Markers (built because this test subscribes): DELETEALL, then per hand a mesh and a skeleton
-    markers_topic = f"{mesh_node.ns}/hands/markers"
-    tester.wait(lambda: tester.inbox[markers_topic], 10, "a MarkerArray", tick=camera.image, tick_period=0.5)
-    marker_array = tester.received(markers_topic)[-1]
-    assert marker_array.markers[0].action == Marker.DELETEALL
-    meshes = [m for m in marker_array.markers if m.type == Marker.TRIANGLE_LIST]
-    skeletons = [m for m in marker_array.markers if m.type == Marker.LINE_LIST]
-    assert len(meshes) == 2 and all(len(m.points) == 4614 for m in meshes)   # 1538 triangles
-    assert len(skeletons) == 2 and all(len(m.points) == 40 for m in skeletons)  # 20 bones
-    assert meshes[0].color != meshes[1].color
-    assert {m.id for m in meshes} == {0, 1}
-    assert all(m.header.frame_id == FRAME for m in marker_array.markers)
-    hands_stamps = {_ns(m.header) for m in tester.received(f"{mesh_node.ns}/hands")}
-    assert _ns(marker_array.markers[1].header) in hands_stamps
-
-    debug_topic = f"{mesh_node.ns}/hands/debug_image"
-    tester.wait(lambda: tester.inbox[debug_topic], 10, "a debug image", tick=camera.image, tick_period=0.5)
-    debug = tester.received(debug_topic)[-1]
-    assert (debug.width, debug.height, debug.encoding) == (W, H, "rgb8") and len(debug.data) == W * H * 3
-    assert debug.header.frame_id == FRAME
-    assert _ns(debug.header) in {_ns(m.header) for m in tester.received(f"{mesh_node.ns}/hands")}
+    # The mesh's triangles, latched: a subscriber that comes now still gets them, once
+    from hamer_ros_msgs.msg import MeshFaces
+    faces: list = []
+    sub = tester.node.create_subscription(MeshFaces, f"{mesh_node.ns}/hands/mesh_faces", faces.append, QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    try:
+        tester.wait(lambda: faces, 10, "the latched mesh faces")
+    finally:
+        tester.node.destroy_subscription(sub)
+    right = np.asarray(faces[0].right).reshape(-1, 3)
+    left = np.asarray(faces[0].left).reshape(-1, 3)
+    assert right.shape == (1538, 3) and faces[0].num_vertices == 778 and right.max() == 777
+    np.testing.assert_array_equal(left, right[:, [0, 2, 1]])        # a mirrored hand: each winding reversed
 
     status = tester.wait(lambda: [s for s in _status(tester, mesh_node.fqn)
                                   if float(_values(s)["processing rate [Hz]"]) > 0], 10, "diagnostics")[-1]
@@ -410,7 +402,7 @@ def test_hands_tf_markers_debug_image_diagnostics(tester, mesh_node, camera):
 
 
 def test_parameters_via_services(tester, mesh_node, camera):
-    from hamer_ros.ros.parameters import PARAMETERS
+    from hamer_ros.settings import PARAMETERS
 
     names = set(tester.call(ListParameters, f"{mesh_node.fqn}/list_parameters", ListParameters.Request()).result.names)
     assert {p.name for p in PARAMETERS} <= names
@@ -707,14 +699,14 @@ def _info_for(stamp_ns: int) -> CameraInfo:
 def test_exact_policy_waits_briefly_for_its_camera_info(inproc):
     node, pipe = inproc
     node._on_camera_info(_info_for(100))
-    assert node._process(_image_for(100), 0.0) is not None           # same stamp: paired at once
+    assert node._worker.process(_image_for(100), 0.0) is not None           # same stamp: paired at once
     # the CameraInfo arrives 50 ms after the image: the frame waits for it (camera_info_wait 0.5 s)
     threading.Timer(0.05, lambda: node._on_camera_info(_info_for(200))).start()
     t0 = time.monotonic()
-    assert node._process(_image_for(200), 0.0) is not None
+    assert node._worker.process(_image_for(200), 0.0) is not None
     assert time.monotonic() - t0 < 0.45
     # never arrives: skipped after the wait, with the reason
-    assert node._process(_image_for(300), 0.0) is None
+    assert node._worker.process(_image_for(300), 0.0) is None
     assert "no CameraInfo" in node._stats.last_skip and "exact" in node._stats.last_skip
     assert pipe.calls == 2
 
@@ -726,15 +718,15 @@ def test_worker_survives_a_failing_pipeline_and_reports_in_diagnostics(inproc):
     pipe.fail = True
     node._on_image(_image_for(10))
     deadline = time.monotonic() + 5
-    while node._stats.errors == 0 and time.monotonic() < deadline:
+    while node._stats.totals().errors == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert node._stats.errors == 1 and "simulated inference failure" in node._stats.last_skip
+    assert node._stats.totals().errors == 1 and "simulated inference failure" in node._stats.last_skip
     pipe.fail = False
     node._on_camera_info(_info_for(20))
     node._on_image(_image_for(20))
-    while node._stats.processed == 0 and time.monotonic() < deadline:
+    while node._stats.totals().processed == 0 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert node._stats.processed == 1 and all(t.is_alive() for t in node._threads)
+    assert node._stats.totals().processed == 1 and node._thread.alive
     status = node.diagnostics().status[0]
     values = {kv.key: kv.value for kv in status.values}
     assert values["frame errors"] == "1" and values["frames processed"] == "1"
@@ -777,13 +769,13 @@ def test_a_transition_never_waits_long_for_a_frame_in_progress(tester):
             t0 = time.monotonic()
             assert transition() == SUCCESS
             assert time.monotonic() - t0 < 2.0
-        assert node._threads_stuck and not pipe.closed.is_set()     # nothing closed under the frame
+        assert node._thread.stuck and not pipe.closed.is_set()     # nothing closed under the frame
         pipe.gate.set()
         assert pipe.closed.wait(10), "the pipeline was never closed after the frame ended"
         deadline = time.monotonic() + 5
-        while node._threads_stuck and time.monotonic() < deadline:
+        while node._thread.stuck and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert not node._threads_stuck
+        assert not node._thread.stuck
         pipe.closed.clear()
         assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
         assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
@@ -805,9 +797,11 @@ def test_degraded_modes_show_in_diagnostics(inproc):
 
     assert status()[0] == Status.OK
     # processing under half the input rate for 5 s: both rates in the message
-    node._slow_since = time.monotonic() - 6.0
-    with node._stats_lock:
-        node._stats.window_received, node._stats.window_processed = 30, 3
+    node._diagnostics._slow_since = time.monotonic() - 6.0
+    for k in range(30):
+        node._stats.received(k)
+    for _ in range(3):
+        node._stats.processed({"pipeline": 1.0, "convert": 0.0, "publish": 0.0, "wait": 0.0}, pipe.last_times, 1.0)
     node._last_image_mono = time.monotonic()
     node._last_diag_mono = time.monotonic() - 1.0
     level, message, _ = status()
@@ -825,9 +819,8 @@ def test_degraded_modes_show_in_diagnostics(inproc):
     node._values["device"] = "cpu"          # chosen: not a problem
     assert status()[0] == Status.OK
     # every frame of a period failed: nothing came out at all
-    with node._stats_lock:
-        node._stats.errors += 3
-        node._stats.last_skip = "error: RuntimeError('boom')"
+    for _ in range(3):
+        node._stats.failed(RuntimeError("boom"))
     node._last_image_mono = time.monotonic()
     level, message, _ = status()
     assert level == Status.ERROR and "3 frame(s) failed" in message, message
@@ -838,7 +831,7 @@ def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypa
     TF carries no NaN; the next frame has the hand again, on the same track."""
     from hamer_ros.perception import FixedRoiDetector, HandPipeline, PipelineConfig
     from hamer_ros.ros.node import HandMeshNode
-    from hamer_ros.ros.parameters import parse_rois
+    from hamer_ros.settings import parse_rois
     rois = parse_rois(ROIS)
     pipe = HandPipeline(PipelineConfig(detector="fixed", rois=rois, device="cpu"), model=tiny_model,
                         detector=FixedRoiDetector(rois))
@@ -856,7 +849,7 @@ def test_a_hand_with_nan_reaches_no_output_over_dds(tester, tiny_model, monkeypa
         for k, stamp in enumerate(stamps):
             if k == 1:
                 monkeypatch.setattr(pipe, "_mesh_hands", poisoned)
-            node._process(_image_for(stamp), 0.0)
+            node._worker.process(_image_for(stamp), 0.0)
             monkeypatch.setattr(pipe, "_mesh_hands", original)
         got = tester.wait(lambda: (lambda ms: ms if len(ms) == 3 else None)(    # wait() holds the lock
             [m for _, m in tester.inbox[f"{ns}/hands"] if _ns(m.header) in stamps]), 10, "three HandArrays")

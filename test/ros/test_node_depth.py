@@ -360,26 +360,25 @@ def test_a_frame_waits_for_its_depth_but_never_past_the_tolerance(tester):
         # the depth image arrives 50 ms after its colour image: the frame waits for it
         threading.Timer(0.05, lambda: node._on_depth(_depth_for(200 * MS, mm=900))).start()
         t0 = time.monotonic()
-        assert node._process(_image_for(200 * MS), t0) is not None
+        assert node._worker.process(_image_for(200 * MS), t0) is not None
         assert 0.04 < time.monotonic() - t0 < 0.5
         np.testing.assert_allclose(pipe.depths[-1], 0.9)
         # never arrives: placed from RGB alone once depth_tolerance has passed since its arrival
         t0 = time.monotonic()
-        assert node._process(_image_for(1000 * MS), t0 - 0.3) is not None
+        assert node._worker.process(_image_for(1000 * MS), t0 - 0.3) is not None
         assert 0.25 < time.monotonic() - t0 < 0.55    # 0.3 s left of the 0.6 s
         assert isinstance(pipe.depths[-1], str)      # no depth= at all
         assert "within depth_tolerance" in node._stats.last_depth_problem
-        # a newer colour frame ends the wait at once (the newest frame wins); a mailbox of its own,
-        # which the node's worker thread does not empty
+        # a newer colour frame ends the wait at once (the newest frame wins); a worker with a
+        # mailbox of its own, which the node's worker thread does not empty
         from hamer_ros.ros.sync import LatestMailbox
-        worker_mailbox, node._mailbox = node._mailbox, LatestMailbox()
-        try:
-            node._mailbox.put((_image_for(2100 * MS), time.monotonic()))
-            t0 = time.monotonic()
-            node._process(_image_for(2000 * MS), t0)
-            assert time.monotonic() - t0 < 0.25
-        finally:
-            node._mailbox = worker_mailbox     # the one close() must close, to end the worker
+        from hamer_ros.ros.worker import InferenceWorker
+        own = InferenceWorker(node._ctx, LatestMailbox(), threading.Event(), options=lambda: node._opts,
+                              take_pending=dict, context_ok=lambda: True)
+        own.mailbox.put((_image_for(2100 * MS), time.monotonic()))
+        t0 = time.monotonic()
+        own.process(_image_for(2000 * MS), t0)
+        assert time.monotonic() - t0 < 0.25
     finally:
         node.close()
         node.destroy_node()
@@ -390,7 +389,7 @@ def test_off_by_default(tester):
     try:
         assert node._depth_sub is None and node._values["use_depth"] is False
         node._on_camera_info(_info_for(0))
-        assert node._process(_image_for(100 * MS), time.monotonic()) is not None
+        assert node._worker.process(_image_for(100 * MS), time.monotonic()) is not None
         assert pipe.depths == ["not passed"]      # an injected pipeline need not know `depth=`
     finally:
         node.close()
@@ -416,9 +415,9 @@ class _Action:
         self.args, self.kwargs = args, kwargs
 
 
-def _launch_node_action(monkeypatch, **arguments: str) -> _Action:
+def _launch_actions(monkeypatch, **arguments: str) -> list[_Action]:
     """Runs launch/hands.launch.py's _launch_setup against stand-ins of launch and launch_ros and
-    returns the node action it builds."""
+    returns the actions it builds."""
     fakes = {"launch": types.ModuleType("launch"), "launch.actions": types.ModuleType("launch.actions"),
              "launch.substitutions": types.ModuleType("launch.substitutions"),
              "launch_ros": types.ModuleType("launch_ros"), "launch_ros.actions": types.ModuleType("launch_ros.actions")}
@@ -436,7 +435,11 @@ def _launch_node_action(monkeypatch, **arguments: str) -> _Action:
     defaults = {a.args[0]: a.kwargs["default_value"] for a in launch.generate_launch_description().args[0]
                 if a.args}
     context = types.SimpleNamespace(arguments={**defaults, **arguments}, environment={})
-    (node,) = [a for a in launch._launch_setup(context) if a.kwargs.get("executable") == "hand_mesh_node"]
+    return launch._launch_setup(context)
+
+
+def _launch_node_action(monkeypatch, **arguments: str) -> _Action:
+    (node,) = [a for a in _launch_actions(monkeypatch, **arguments) if a.kwargs.get("executable") == "hand_mesh_node"]
     return node
 
 
@@ -452,6 +455,21 @@ def test_launch_depth_topic_remaps_and_enables_depth(monkeypatch):
     # empty (the default): no remap, and use_depth as the params file has it
     node = _launch_node_action(monkeypatch)
     assert "depth" not in _remaps(node) and "use_depth" not in node.kwargs["parameters"][1]
+
+
+def test_launch_starts_the_viz_node_beside_unless_visualize_is_false(monkeypatch):
+    actions = _launch_actions(monkeypatch, namespace="robot1", image_topic="/cam/image", camera_info_topic="/cam/info",
+                              depth_topic="/cam/depth")
+    by_exe = {a.kwargs.get("executable"): a for a in actions}
+    mesh, viz = by_exe["hand_mesh_node"], by_exe["hand_viz_node"]
+    assert viz.kwargs["namespace"] == mesh.kwargs["namespace"] == "robot1"
+    # the same image, CameraInfo and params file; not the perception node's depth or overrides
+    assert _remaps(viz) == {"image": "/cam/image", "camera_info": "/cam/info"}
+    assert viz.kwargs["parameters"] == [mesh.kwargs["parameters"][0]]
+    assert viz.kwargs["additional_env"] == {k: v for k, v in mesh.kwargs["additional_env"].items()
+                                           if k != "HAMER_ROS_ARGS"}   # the same Fast DDS profile
+    execs = [a.kwargs.get("executable") for a in _launch_actions(monkeypatch, visualize="false")]
+    assert "hand_mesh_node" in execs and "hand_viz_node" not in execs
 
 
 def test_run_sh_depth_topic(tmp_path):

@@ -1,7 +1,6 @@
 """hand_mesh_node as a managed node, driven through its real lifecycle services over DDS (the
 INSTALLED executable in a subprocess): outputs only while active, ~/enable, cleanup and a second
-configure, shutdown ending the process; autostart; per-namespace TF frame names; the debug
-images (best effort, scaled, JPEG) and that subscribing to them does not delay the robot's outputs.
+configure, shutdown ending the process; autostart; per-namespace TF frame names.
 """
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import signal
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 try:
@@ -18,7 +16,7 @@ try:
     from lifecycle_msgs.srv import ChangeState, GetState
     from std_srvs.srv import SetBool
 
-    from test_node import FRAME, ROIS, Camera, NodeProcess, RosSide, tester, _ns, _serve_good_frame, _status, _values
+    from test_node import FRAME, ROIS, Camera, NodeProcess, RosSide, tester, _ns, _serve_good_frame, _status  # noqa: F401
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)
@@ -166,65 +164,3 @@ def test_autostart_and_namespaced_frame_names(tester, node_tmp, tiny_checkpoint,
     finally:
         rcs = [n.stop() for n in nodes]
     assert rcs == [0, 0]
-
-
-def test_debug_images_best_effort_scaled_compressed(tester, node_tmp, tiny_checkpoint, mano_path):
-    import cv2
-    from hamer_ros.ros.convert import JPEG_FORMAT
-
-    node = NodeProcess("viewer", _mesh_params(tiny_checkpoint, mano_path, debug_image_scale=0.5), node_tmp)
-    try:
-        tester.subscribe(node.ns)        # hands, markers, debug image and its compressed form
-        camera = Camera(tester, node.ns)
-        camera.info()
-        # a smooth picture with distinct channels (red across, green down), so JPEG keeps it and a
-        # swapped channel order would show
-        y, x = np.mgrid[0:240, 0:320]
-        picture = np.dstack([x * 255 // 319, y * 255 // 239, np.full_like(x, 40)]).astype(np.uint8)
-        msg = _serve_good_frame(tester, camera, node, pixels=picture)
-        raw_topic, jpeg_topic = f"{node.ns}/hands/debug_image", f"{node.ns}/hands/debug_image/compressed"
-        tester.wait(lambda: tester.inbox[raw_topic] and tester.inbox[jpeg_topic], 10, "both debug images",
-                    tick=lambda: camera.image(picture), tick_period=0.3)
-        raw, jpeg = tester.received(raw_topic)[-1], tester.received(jpeg_topic)[-1]
-        hands_stamps = {_ns(m.header) for m in tester.received(f"{node.ns}/hands")}
-        assert _ns(raw.header) in hands_stamps and _ns(jpeg.header) in hands_stamps
-        assert raw.header.frame_id == jpeg.header.frame_id == FRAME
-        assert (raw.width, raw.height, raw.encoding) == (160, 120, "rgb8")      # 320x240 at scale 0.5
-        assert jpeg.format == JPEG_FORMAT == "rgb8; jpeg compressed bgr8"
-        decoded = cv2.imdecode(np.frombuffer(bytes(jpeg.data), np.uint8), cv2.IMREAD_COLOR)
-        assert decoded.shape == (120, 160, 3)
-        if _ns(raw.header) == _ns(jpeg.header):
-            # the same picture, in RGB order
-            rgb = np.frombuffer(bytes(raw.data), np.uint8).reshape(120, 160, 3).astype(int)
-            right, swapped = np.abs(decoded[..., ::-1] - rgb).mean(), np.abs(decoded - rgb).mean()
-            assert right < 0.6 * swapped, (right, swapped)
-        assert len(msg.hands) == 2
-
-        # joints-only is not the mode here; running as configured reports OK
-        status = tester.wait(lambda: [s for s in _status(tester, node.fqn)
-                                      if float(_values(s)["processing rate [Hz]"]) > 0], 10, "diagnostics")[-1]
-        assert status.level == DiagnosticStatus.OK, status.message
-        assert _values(status)["tf prefix"] == node.ns.strip("/") + "/"
-    finally:
-        rc = node.stop()
-    assert rc == 0
-
-
-def test_debug_image_subscribers_do_not_delay_hands_or_markers(node_tmp):
-    """The robot's outputs keep their latency while someone views the debug images (1280x720)."""
-    from hamer_ros_testing import node_latency
-    results = node_latency.measure(frames=40, rate=10.0, width=1280, height=720, workdir=node_tmp / "latency",
-                                   rounds=2)
-    stats = node_latency._stats
-    without, with_debug = (results[p] for p in node_latency.PHASES)
-    lines = []
-    for kind in ("hands", "markers"):
-        assert len(without[kind]) >= 34 and len(with_debug[kind]) >= 34, (kind, len(without[kind]), len(with_debug[kind]))
-        (m0, p0), (m1, p1) = stats(without[kind]), stats(with_debug[kind])
-        lines.append(f"{kind}: median {m0:.1f} -> {m1:.1f} ms, p95 {p0:.1f} -> {p1:.1f} ms")
-        # generous for a shared 2-core machine; the fault this guards against added seconds
-        assert m1 <= m0 + 50.0 and p1 <= p0 + 250.0, lines[-1]
-    # debug images are best effort from a lower-priority thread: on a loaded machine some are dropped, by design
-    assert len(with_debug["debug"]) >= 10, f"only {len(with_debug['debug'])} debug images arrived"
-    assert with_debug["compressed"][0] >= 10, f"only {with_debug['compressed'][0]} JPEG debug images arrived"
-    print("; ".join(lines))

@@ -25,12 +25,15 @@ try:
     from rclpy.parameter import Parameter
 
     from hamer_ros.ros.node import HandMeshNode, StartupError
-    from hamer_ros.ros.parameters import PARAMETERS
+    from hamer_ros.settings import PARAMETERS, VIZ_PARAMETERS
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)
 
 DECLARED = {p.name: p for p in PARAMETERS}
+VIZ_DECLARED = {p.name: p for p in VIZ_PARAMETERS}
+# What each node declares, by the name it is known under in config/hands.yaml and the README.
+TABLES = {"hand_mesh_node": DECLARED, "hand_viz_node": VIZ_DECLARED}
 ROIS = "[{box: [30, 50, 130, 170], side: left}, {box: [180, 50, 280, 170], side: right}]"
 
 
@@ -38,61 +41,75 @@ ROIS = "[{box: [30, 50, 130, 170], side: left}, {box: [180, 50, 280, 170], side:
 # the table, the YAML, the launch file, the RViz config
 
 def test_parameter_table():
-    assert len(DECLARED) == len(PARAMETERS), "duplicate parameter names"
+    assert len(DECLARED) == len(PARAMETERS) and len(VIZ_DECLARED) == len(VIZ_PARAMETERS), "duplicate names"
+    assert {"image_is_rectified", "pair_window", "debug_image_scale", "debug_image_jpeg_quality"} == set(VIZ_DECLARED)
     required = {"checkpoint", "mano", "device", "precision", "detector", "rois", "max_hands", "min_score",
                 "rescale", "refine_translation", "fit_rotation", "tracking", "side_switch_frames", "filter",
                 "filter_min_cutoff", "filter_beta", "filter_d_cutoff", "hold_time", "qos_reliability",
                 "camera_info_any_frame",
                 "camera_info_sync", "camera_info_timeout", "tf_prefix", "publish_tf", "publish_joint_frames",
-                "publish_vertices", "publish_markers", "publish_debug_image", "diagnostics_period"}
+                "publish_vertices", "diagnostics_period"}
     assert required <= DECLARED.keys()
     for name in ("checkpoint", "mano", "device", "precision", "detector"):
         assert DECLARED[name].read_only, name
     for name in ("min_score", "max_hands", "tf_prefix", "filter", "filter_beta", "hold_time", "refine_translation",
-                 "publish_tf", "publish_joint_frames", "publish_vertices", "publish_markers", "publish_debug_image"):
+                 "publish_tf", "publish_joint_frames", "publish_vertices"):
         assert not DECLARED[name].read_only, name
-    for p in PARAMETERS:
+    for p in PARAMETERS + VIZ_PARAMETERS:
         assert p.description and p.validate(p.default) is None, p.name
         if isinstance(p.default, (int, float)) and not isinstance(p.default, bool):
             assert p.range is not None, f"{p.name}: numeric parameters get a range"
 
 
 def test_yaml_sets_every_declared_parameter_to_its_default():
-    params = yaml.safe_load(CONFIG.read_text())["/**/hand_mesh_node"]["ros__parameters"]
-    assert set(params) == set(DECLARED), (set(params) ^ set(DECLARED))
-    for name, value in params.items():
-        default = DECLARED[name].default
-        assert type(value) is type(default) and value == default, (name, value, default)
+    """Each node's section sets exactly its declared parameters, each to its default; the one both
+    declare (image_is_rectified) alike. No `/**` section: rcl would let it override values given
+    with -p (by the launch arguments), since the node's own section wins over `/**` in either."""
+    doc = yaml.safe_load(CONFIG.read_text())
+    assert set(doc) == {"/**/hand_mesh_node", "/**/hand_viz_node"}
+    sections = {name: doc[f"/**/{name}"]["ros__parameters"] for name in TABLES}
+    for node_name, declared in TABLES.items():
+        params = sections[node_name]
+        assert set(params) == set(declared), (node_name, set(params) ^ set(declared))
+        for name, value in params.items():
+            default = declared[name].default
+            assert type(value) is type(default) and value == default, (node_name, name, value, default)
+    shared = set(DECLARED) & set(VIZ_DECLARED)
+    assert shared == {"image_is_rectified"} and all(DECLARED[n] == VIZ_DECLARED[n] for n in shared)
 
 
-def test_readme_parameter_table_is_the_table():
-    """The README's Parameters table lists every declared parameter once, with its type, range,
-    default and read-only mark as the table has them."""
+def test_readme_parameter_tables_are_the_tables():
+    """The README's Parameters section has one table per node, listing every parameter it declares
+    once, with its type, range, default and read-only mark as the table has them."""
     readme = (ROOT / "README.md").read_text()
     section = readme[readme.index("### Parameters"):readme.index("### Topics")]
-    rows = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
-            assert cells[0][1:-1] not in rows, f"{cells[0]} listed twice"
-            rows[cells[0][1:-1]] = cells
-    assert set(rows) == set(DECLARED), set(rows) ^ set(DECLARED)
     kinds = {bool: "bool", int: "int", float: "double", str: "string"}
-    for name, (_, kind, default, description, *_) in rows.items():
-        spec = DECLARED[name]
-        expected_kind = kinds[type(spec.default)]
-        if spec.range is not None:
-            lo, hi = (f"{x:g}" for x in spec.range)
-            expected_kind += f" [{lo}, {hi}]"
-        assert kind == expected_kind, (name, kind, expected_kind)
-        if isinstance(spec.default, bool):
-            expected = "true" if spec.default else "false"
-        elif isinstance(spec.default, str):
-            expected = f"`{spec.default}`" if spec.default and not spec.default.startswith("[") else f'`"{spec.default}"`'
-        else:
-            expected = str(spec.default)
-        assert default == expected, (name, default, expected)
-        assert description.startswith("*read-only*") == spec.read_only, (name, description[:40])
+    for node_name, declared in TABLES.items():
+        part = section[section.index(f"#### {node_name}"):]
+        part = part[:part.find("\n####", 1)] if "\n####" in part[1:] else part
+        rows = {}
+        for line in part.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 4 and cells[0].startswith("`") and cells[0].endswith("`"):
+                assert cells[0][1:-1] not in rows, f"{node_name}: {cells[0]} listed twice"
+                rows[cells[0][1:-1]] = cells
+        assert set(rows) == set(declared), (node_name, set(rows) ^ set(declared))
+        for name, (_, kind, default, description, *_) in rows.items():
+            spec = declared[name]
+            expected_kind = kinds[type(spec.default)]
+            if spec.range is not None:
+                lo, hi = (f"{x:g}" for x in spec.range)
+                expected_kind += f" [{lo}, {hi}]"
+            assert kind == expected_kind, (name, kind, expected_kind)
+            if isinstance(spec.default, bool):
+                expected = "true" if spec.default else "false"
+            elif isinstance(spec.default, str):
+                expected = (f"`{spec.default}`" if spec.default and not spec.default.startswith("[")
+                            else f'`"{spec.default}"`')
+            else:
+                expected = str(spec.default)
+            assert default == expected, (name, default, expected)
+            assert description.startswith("*read-only*") == spec.read_only, (name, description[:40])
 
 
 def _launch_tree() -> ast.Module:
@@ -108,7 +125,7 @@ def _call_name(node: ast.Call) -> str:
 def test_launch_file_sets_only_declared_parameters():
     from hamer_ros.ros.launch_args import NAMES, node_settings
     assert {"image_topic", "camera_info_topic", "depth_topic", "namespace", "params_file", "checkpoint", "mano",
-            "device", "rviz", "autostart"} == set(NAMES)
+            "device", "rviz", "autostart", "visualize"} == set(NAMES)
     every = node_settings({"checkpoint": "c.ckpt", "mano": "m.pkl", "device": "cpu", "autostart": "true",
                            "depth_topic": "/depth"}, "/p.yaml")
     assert every.overrides and every.overrides.keys() <= DECLARED.keys(), \
@@ -121,12 +138,12 @@ def test_launch_file_sets_only_declared_parameters():
     assert configurations <= set(NAMES), f"undeclared launch arguments: {configurations - set(NAMES)}"
 
     source = LAUNCH.read_text()
-    for needle in ('"hand_mesh_node"', '"hands.yaml"', '"hands.rviz"', "LAUNCH_ARGUMENTS", "node_settings(",
+    for needle in ('"hand_mesh_node"', '"hand_viz_node"', '"hands.yaml"', '"hands.rviz"', "LAUNCH_ARGUMENTS", "node_settings(",
                    'get_package_share_directory("hamer_ros")', '"fastdds_large_images.xml"'):
         assert needle in source, needle
     # the environment the node reads to name launch arguments in its hints
     from hamer_ros.ros.dds_profile import PROFILE_ENV, PROFILE_FILE
-    from hamer_ros.ros.node import STARTED_BY_ENV
+    from hamer_ros.ros.hints import STARTED_BY_ENV
     constants = {t.id: ast.literal_eval(n.value) for n in ast.walk(tree) if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and t.id in ("STARTED_BY_ENV", "PROFILE_ENV")}
     assert constants == {"STARTED_BY_ENV": STARTED_BY_ENV, "PROFILE_ENV": PROFILE_ENV}
@@ -234,37 +251,42 @@ def test_invalid_runtime_values_are_rejected_with_a_reason(node, name, value, re
 
 def test_runtime_values_take_effect(node):
     changes = dict(min_score=0.3, max_hands=1, tf_prefix="robot1/", filter_beta=5.0, refine_translation=False,
-                   publish_joint_frames=True, publish_vertices=False, publish_markers=False, rescale=2.5,
+                   publish_joint_frames=True, publish_vertices=False, rescale=2.5,
                    rois="[{box: [0, 0, 50, 60], side: right}]", camera_info_sync="exact", tracking=False)
     results = node.set_parameters([Parameter(k, value=v) for k, v in changes.items()])
     assert all(r.successful for r in results), [r.reason for r in results]
     assert node._opts.tf_prefix == "robot1/" and node._opts.publish_joint_frames and not node._opts.publish_vertices
-    assert node._sync.policy == "exact"
-    node._apply_pending()          # what the worker does before the next frame
+    assert node._ctx.sync.policy == "exact"
+    node._worker._apply_pending()          # what the worker does before the next frame
     cfg = node.pipeline.config
     assert (cfg.min_score, cfg.max_hands, cfg.filter_beta, cfg.refine, cfg.rescale) == (0.3, 1, 5.0, False, 2.5)
     assert node.pipeline.tracker is None
     dets = node.pipeline.detector(None)
     assert len(dets) == 1 and dets[0].is_right and list(dets[0].box) == [0, 0, 50, 60]
     (r,) = node.set_parameters([Parameter("tracking", value=True)])
-    node._apply_pending()
+    node._worker._apply_pending()
     assert r.successful and node.pipeline.tracker is not None and node.pipeline.smoother.config.beta == 5.0
 
 
-def test_yaml_key_reaches_the_node_in_any_namespace(tmp_path):
-    """The launch file may put the node in a namespace: the params file must still apply."""
+def test_yaml_keys_reach_each_node_in_any_namespace(tmp_path):
+    """The launch file may put the nodes in a namespace: the params file must still apply, each
+    node taking its own section."""
     doc = yaml.safe_load(CONFIG.read_text())
-    (key,) = doc
-    doc[key]["ros__parameters"]["max_hands"] = 7
+    doc["/**/hand_mesh_node"]["ros__parameters"]["max_hands"] = 7
+    doc["/**/hand_viz_node"]["ros__parameters"]["debug_image_scale"] = 0.5
     path = tmp_path / "hands.yaml"
     path.write_text(yaml.safe_dump(doc))
     for ns in ("", "/robot1/camera"):
         ctx = rclpy.Context()
-        rclpy.init(args=["hand_mesh_node", "--ros-args", "--params-file", str(path)], context=ctx)
+        rclpy.init(args=["any", "--ros-args", "--params-file", str(path)], context=ctx)
         try:
-            n = rclpy.create_node("hand_mesh_node", namespace=ns, context=ctx)
-            assert n.declare_parameter("max_hands", 2).value == 7, ns
-            n.destroy_node()
+            mesh = rclpy.create_node("hand_mesh_node", namespace=ns, context=ctx)
+            viz = rclpy.create_node("hand_viz_node", namespace=ns, context=ctx)
+            assert mesh.declare_parameter("max_hands", 2).value == 7, ns
+            assert viz.declare_parameter("debug_image_scale", 1.0).value == 0.5, ns
+            assert not viz.has_parameter("max_hands") and viz.declare_parameter("max_hands", 2).value == 2
+            mesh.destroy_node()
+            viz.destroy_node()
         finally:
             rclpy.try_shutdown(context=ctx)
 
@@ -358,10 +380,10 @@ def test_cleanup_releases_the_model_and_configure_loads_it_again(context, tiny_c
                  rois=ROIS)
     try:
         model = weakref.ref(node.pipeline.model)
-        threads = list(node._threads)
-        assert node.pipeline.has_mesh and all(t.is_alive() for t in threads)
+        thread = node._thread._thread
+        assert node.pipeline.has_mesh and thread.is_alive()
         assert node.trigger_deactivate() == R.SUCCESS
-        assert not any(t.is_alive() for t in threads), "deactivate returns before the threads have ended"
+        assert not thread.is_alive(), "deactivate returns before the thread has ended"
         assert node.pipeline is not None and model() is not None          # inactive: still loaded
         assert node.trigger_cleanup() == R.SUCCESS
         gc.collect()
@@ -374,7 +396,7 @@ def test_cleanup_releases_the_model_and_configure_loads_it_again(context, tiny_c
 
 
 def test_camera_rate_tells_lost_frames_from_the_stamps():
-    from hamer_ros.ros.node import MIN_INPUT_FRACTION, camera_rate
+    from hamer_ros.ros.diagnostics import MIN_INPUT_FRACTION, camera_rate
     period = 10**9 // 30
     every = [i * period for i in range(60)]
     hz, fraction = camera_rate(every)
