@@ -8,6 +8,8 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["hamer_ros", "hamer_ros.*"]),
+    # MediaPipe's hand models, converted (Apache-2.0: NOTICE.md goes with them)
+    package_data={"hamer_ros.perception.hand_models": ["*.npz", "NOTICE.md"]},
     install_requires=[
         "torch>=2.1",           # the network; never pinned here so a CUDA/Jetson build is kept
         "numpy>=1.24",

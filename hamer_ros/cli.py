@@ -371,7 +371,9 @@ class StreamDetector:
             self.current = make_detector("fixed", rois=self.args.roi)
             return
         try:
-            self.current = make_detector("mediapipe", max_hands=self.args.max_hands, video_mode=video)
+            # photos: more views than MediaPipe's one 192-pixel look at the whole frame (hand_models/detector.py)
+            self.current = make_detector("mediapipe", max_hands=self.args.max_hands, video_mode=video,
+                                         proposals=not video)
         except (ImportError, RuntimeError) as e:
             raise CliError(f"{e}; or give --checkpoint with --roi boxes instead of MediaPipe") from None
 

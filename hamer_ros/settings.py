@@ -123,8 +123,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True, choices=("eager", "compile", "tensorrt", "onnx")),
     ParamSpec("engine_cache", "", "Folder of built engines; empty: ~/.cache/hamer_ros/engines.",
               read_only=True),
-    ParamSpec("detector", "mediapipe", "Hand detector: mediapipe (boxes, sides and landmarks) or fixed "
-              "(the boxes in rois, every frame).", read_only=True, choices=("mediapipe", "fixed")),
+    ParamSpec("detector", "mediapipe", "Hand detector: mediapipe (MediaPipe's palm detector and hand "
+              "landmark model, run by PyTorch in this package: boxes, sides, keypoints, tracked by their "
+              "landmarks; no mediapipe package needed) or fixed (the boxes in rois, every frame).",
+              read_only=True, choices=("mediapipe", "fixed")),
     ParamSpec("rois", "[]", "detector fixed: hand boxes as a YAML/JSON list in image pixels, e.g. "
               "'[{box: [x1, y1, x2, y2], side: right}]' (on the command line quote it twice: "
               "-p 'rois:=\"[...]\"').", check=_check_rois),

@@ -43,7 +43,6 @@ def write_images(folder, n, size=(240, 320)):
 
 
 def test_infer_real_image_with_tiny_model(tmp_path, tiny_checkpoint, mano_path, examples):
-    pytest.importorskip("mediapipe", reason="MediaPipe not installed: pip install 'hamer_ros[mediapipe]'")
     out = tmp_path / "out"
     rc = main(["infer", str(examples / "test1.jpg"), "--out", str(out), "--checkpoint", str(tiny_checkpoint),
                "--mano", str(mano_path), "--intrinsics", "700,700,424,282", "--device", "cpu"])
@@ -270,13 +269,14 @@ def test_the_code_that_runs_is_this_tree(tmp_path):
     assert Path(out[1]) == root / "hamer_ros" / "perception" / "pipeline.py"
 
 
-def test_without_mediapipe_the_joints_only_mode_says_how_to_install_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "mediapipe", None)    # makes `import mediapipe` fail
+def test_missing_hand_models_say_how_to_restore_them(tmp_path, monkeypatch, capsys):
+    from hamer_ros.perception.hand_models import runtime
+    monkeypatch.setattr(runtime, "MODEL_DIR", tmp_path / "nowhere")     # the .npz files gone
     img = write_images(tmp_path / "in", 1) / "f0.png"
     code, err = run(["infer", img, "--out", tmp_path / "out"], capsys)
     assert code == 1 and len(err) == 1
-    assert err[0].startswith("hamer-ros infer: error: ") and 'pip install "hamer_ros[mediapipe]"' in err[0]
-    assert "--checkpoint with --roi" in err[0]
+    assert err[0].startswith("hamer-ros infer: error: hand model ") and "not found" in err[0]
+    assert "git checkout -- hamer_ros/perception/hand_models/" in err[0] and "--checkpoint with --roi" in err[0]
 
 
 def test_depth_pairs_anchor_hands_and_mismatches_are_reported(tmp_path, tiny_checkpoint, capsys):

@@ -142,7 +142,6 @@ def test_no_hands_is_an_empty_list(tiny_model):
 
 
 def test_mediapipe_and_tiny_model_on_a_real_image(tiny_model, examples):
-    pytest.importorskip("mediapipe", reason="MediaPipe not installed: pip install 'hamer_ros[mediapipe]'")
     import cv2
 
     img = cv2.cvtColor(cv2.imread(str(examples / "test1.jpg")), cv2.COLOR_BGR2RGB)

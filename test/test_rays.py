@@ -257,7 +257,6 @@ def test_landmarks_mode_recovers_off_axis_hands_and_mirrors_exactly():
 # ------------------------------------------------------------ real photos, MediaPipe (out of the box)
 @pytest.fixture(scope="module")
 def photo_mode():
-    pytest.importorskip("mediapipe")
     pipe = HandPipeline(PipelineConfig(device="cpu", static_images=True, tracking=False, max_hands=2))
     yield pipe
     pipe.close()

@@ -555,7 +555,6 @@ def test_clean_shutdown(mesh_node):
 # MediaPipe, joints-only
 
 def test_mediapipe_joints_only_two_right_hands(tester, node_tmp, examples):
-    pytest.importorskip("mediapipe")
     import cv2
     img = cv2.cvtColor(cv2.imread(str(examples / "test1.jpg")), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]

@@ -8,7 +8,6 @@ import ast
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -302,9 +301,10 @@ def test_startup_errors_name_the_fix(context, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(StartupError, match="CUDA is not available.*use device cpu"):
             _make(context, device="cuda", detector="fixed", rois=ROIS)
-    # MediaPipe missing: the error names the install command (and the alternative)
-    monkeypatch.setitem(sys.modules, "mediapipe", None)
-    with pytest.raises(StartupError, match=r"pip install.*mediapipe.*detector:=fixed"):
+    # the hand models' weights missing: the error says how to get them back
+    from hamer_ros.perception.hand_models import runtime
+    monkeypatch.setattr(runtime, "MODEL_DIR", runtime.MODEL_DIR / "nowhere")
+    with pytest.raises(StartupError, match=r"hand model .* not found.*git checkout"):
         _make(context, detector="mediapipe", device="cpu")
 
 
