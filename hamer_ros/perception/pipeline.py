@@ -111,6 +111,7 @@ class HandPipeline:
                                    cache_dir=cfg.engine_cache or None, force_rebuild=cfg.rebuild_engine)
                        if self.model is not None else None)
         self.detector = detector or self._make_detector(cfg)
+        self._refiner: Any = None          # landmarks for boxes without keypoints, made on first use
         self._make_tracking(cfg)
         self.last_times = StageTimes()
         self.nonfinite_dropped = 0     # hands left out because a value was NaN or infinite
@@ -126,6 +127,12 @@ class HandPipeline:
     @property
     def has_mesh(self) -> bool:
         return self.model is not None
+
+    def _landmark_refiner(self) -> Any:
+        if self._refiner is None:
+            from .hand_models.refine import LandmarkRefiner
+            self._refiner = LandmarkRefiner()
+        return self._refiner
 
     @property
     def backend(self) -> str:
@@ -213,6 +220,8 @@ class HandPipeline:
         self._last_stamp = None
         self._intervals.clear()
         self.detector.reset()
+        if self._refiner is not None:
+            self._refiner.reset()
 
     def __call__(self, image_rgb: np.ndarray, K: np.ndarray, dist: np.ndarray | None = None,
                  stamp: float | None = None, depth: np.ndarray | None = None) -> list[Hand]:
@@ -241,6 +250,9 @@ class HandPipeline:
         detections = sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
         if self.tracker is not None:
             detections = self.tracker.update(detections, stamp)
+        if self.model is None and any(d.keypoints is None for d in detections):
+            # boxes alone (fixed ROIs) place no hand without HaMeR: the landmark model finds each
+            detections = self._landmark_refiner()(image_rgb, detections)
         times.detect = _ms(t)
         K = np.asarray(K, dtype=np.float64)
         if not detections:

@@ -51,5 +51,5 @@ def report_model_state(p: Any, v: dict[str, Any], args: ArgStyle, log: Any) -> N
     if not ckpt:
         log.info(f"no checkpoint configured: joints-only mode (no mesh). {hint}")
     if v["detector"] == "fixed":
-        log.warning("detector 'fixed' provides boxes only, and without a HaMeR model nothing places them in 3D: "
-                    "every HandArray will be empty. Load a checkpoint, or use detector:=mediapipe for joints-only")
+        log.info("detector 'fixed' without a HaMeR model: the landmark model finds the hand in each box "
+                 "(joints only); a box with no hand in it gives none")
