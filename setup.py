@@ -20,8 +20,9 @@ setup(
         "tqdm>=4.60",           # CLI progress bars
     ],
     extras_require={
-        # 0.10.x bundles the hand models and the `solutions` API (1.x has neither); 0.10.21 is the
-        # newest, 0.10.18 the newest with a linux-aarch64 / CPython 3.10 wheel (JetPack 6).
+        # Not needed to run: the hand models ship converted (hamer_ros/perception/hand_models). For
+        # the parity tests against MediaPipe's own graph and to regenerate the weights; 0.10.x has
+        # the models and the `solutions` API (1.x neither). It pins numpy<2 and protobuf<5.
         "mediapipe": ["mediapipe>=0.10.18,<0.10.22"],
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],  # onnxscript: torch.onnx's exporter
         # Torch-TensorRT is not an extra: each release pins one torch release, and resolving it

@@ -420,7 +420,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     except OSError as e:
         raise CliError(f"cannot create the output folder {out}: {e.strerror}", code=2) from None
 
-    cv2.setLogLevel(2)   # errors only: an unreadable file gets our one line, not also OpenCV's warning
+    _opencv_errors_only()   # an unreadable file gets our one line, not also OpenCV's warning
     detector = StreamDetector(args)
     try:
         return _infer(args, out, images, videos, detector)
@@ -507,6 +507,15 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
         return 1
     print(summary)
     return 0
+
+
+def _opencv_errors_only() -> None:
+    # cv2.utils.logging in current OpenCV builds; cv2.setLogLevel in older ones (and some contrib builds)
+    logging_ = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_ is not None and hasattr(logging_, "setLogLevel"):
+        logging_.setLogLevel(logging_.LOG_LEVEL_ERROR)
+    elif hasattr(cv2, "setLogLevel"):
+        cv2.setLogLevel(2)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the development environment from nothing, idempotently:
-#   .venv/            torch (kept if the interpreter already has one), the core deps, mediapipe,
-#                     and -- unless a system ROS 2 is sourced -- ROS 2 Jazzy from PyPI wheels
+#   .venv/            torch (kept if the interpreter already has one), the core deps, and -- unless
+#                     a system ROS 2 is sourced -- ROS 2 Jazzy from PyPI wheels
 #   build/ install/   colcon build of this package (real rosidl generation of msg/) and, for the
 #                     PyPI environment only, the test-only tf2_msgs interface the wheels lack
 # Usage: scripts/bootstrap.sh            (then: source scripts/env.sh)
@@ -38,8 +38,16 @@ if [[ -z "${ROS_DISTRO:-}" ]]; then
     catkin_pkg colcon-common-extensions
   )
 fi
-# One pip call so one resolver sees every constraint (numpy<2 for mediapipe, setuptools<80 for colcon).
-"${pip[@]}" -e ".[mediapipe,test,onnx]" "${ros_pkgs[@]}"
+# NumPy 1 where the rest was built against it: a system ROS 2's messages, or a torch older than 2.4
+# (JetPack 6.0's 2.3); else NumPy 2.
+numpy_pin=()
+if [[ -n "${ROS_DISTRO:-}" ]] || "$vpy" -c "import sys, torch
+v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2])
+sys.exit(0 if v < (2, 4) else 1)" 2>/dev/null; then
+  numpy_pin=("numpy<2")
+fi
+# One pip call so one resolver sees every constraint (setuptools<80 for colcon).
+"${pip[@]}" -e ".[test,onnx]" "${numpy_pin[@]}" "${ros_pkgs[@]}"
 
 # Torch-TensorRT for the `tensorrt` backend, on request only (several GB): HAMER_ROS_TENSORRT=1.
 # Only beside a CUDA torch, and the release made for that torch (each Torch-TensorRT wheel pins one

@@ -29,7 +29,9 @@ def ref_center_size(box, rescale=2.0):
     center = (b[2:4] + b[0:2]) / 2.0
     w, h = (rescale * (b[2:4] - b[0:2]) / 200.0) * 200
     if h / w < 256 / 192:
-        h_new, w_new = max(w * 256 / 192, h), w
+        # the reference ran on NumPy 1, where a float32 scalar times a Python number was float64
+        # (NumPy 2 keeps float32): written out, so the check means the same on both
+        h_new, w_new = max(np.float64(w) * 256 / 192, h), w
     else:
         h_new, w_new = h, max(h * 192 / 256, w)
     return center, np.array([w_new, h_new]).max()

@@ -532,3 +532,68 @@ def test_freezing_falls_back_to_eager(monkeypatch):
     net = graph_module.load_graph(MODEL_DIR / "hand_landmark_full.npz")
     with pytest.warns(UserWarning, match="running eager"):
         assert graph_module.freeze(net) is net
+
+
+# ---------------------------------------------------------------- the same, against MediaPipe's recorded output
+# The default environment has no mediapipe (it pins numpy < 2): its static graph's output on the
+# example photos and their variants is recorded in test/data (written by `record_reference()` with
+# mediapipe 0.10.21 installed), so the parity holds wherever the photos are, and the record itself
+# is checked against mediapipe wherever that is installed.
+
+REFERENCE = REPO / "test" / "data" / "mediapipe_hands_reference.json"
+REFERENCE_CASES = [*((n, k, 2) for n in PHOTOS for k in ("original", "mirrored")),
+                   *((n, k, 4) for n in PHOTOS for k in ("rot90", "tile_first", "tile_last", "padded"))]
+
+
+def _mediapipe_static(mp, image: np.ndarray, max_hands: int) -> list[dict]:
+    """mediapipe.solutions.hands on one image, in this package's pixel convention."""
+    h, w = image.shape[:2]
+    with mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=max_hands, model_complexity=1) as hands:
+        res = hands.process(image)
+    out = []
+    for i, lms in enumerate(res.multi_hand_landmarks or []):
+        norm = np.array([(p.x, p.y, p.z) for p in lms.landmark], np.float64)
+        label = res.multi_handedness[i].classification[0]
+        out.append({"keypoints": (norm[:, :2] * [w, h] - 0.5).round(4).tolist(),
+                    "depth": (norm[:, 2] * w).round(4).tolist(),
+                    "world": np.array([(p.x, p.y, p.z) for p in res.multi_hand_world_landmarks[i].landmark]
+                                      ).round(6).tolist(),
+                    "is_right": label.label == "Left", "side_score": round(float(label.score), 5)})
+    return out
+
+
+def record_reference() -> None:
+    """Writes REFERENCE (run with mediapipe 0.10.21 installed and the photos present)."""
+    import mediapipe as mp
+    cases = {f"{n}/{k}/{m}": _mediapipe_static(mp, _variant(_photo(n), k), m) for n, k, m in REFERENCE_CASES}
+    REFERENCE.write_text(json.dumps({"source": f"mediapipe {mp.__version__}, solutions.hands, static_image_mode, "
+                                               "model_complexity 1", "cases": cases}, indent=None) + "\n")
+
+
+def _recorded() -> dict:
+    return json.loads(REFERENCE.read_text())["cases"]
+
+
+def test_recorded_reference_is_mediapipes(mp):
+    for (name, kind, max_hands), (key, hands) in zip(REFERENCE_CASES, _recorded().items()):
+        assert key == f"{name}/{kind}/{max_hands}"
+        fresh = _mediapipe_static(mp, _variant(_photo(name), kind), max_hands)
+        assert len(fresh) == len(hands), key
+        for a, b in zip(fresh, hands):
+            np.testing.assert_allclose(a["keypoints"], b["keypoints"], atol=1e-3)
+            assert a["is_right"] == b["is_right"]
+
+
+@pytest.mark.parametrize("name, kind, max_hands", REFERENCE_CASES)
+def test_static_pipeline_matches_the_recorded_mediapipe_hands(palm_detector, landmarker, name, kind, max_hands):
+    expected = _recorded()[f"{name}/{kind}/{max_hands}"]
+    ours = detect_hands(_variant(_photo(name), kind), palm_detector, landmarker, max_hands=max_hands)
+    assert len(ours) == len(expected)
+    for mine, ref in zip(ours, expected):
+        kp = np.array(ref["keypoints"])
+        assert _box_iou(np.r_[kp.min(0), kp.max(0)], mine.box()) >= 0.95
+        assert np.linalg.norm(kp - mine.keypoints, axis=1).mean() <= 1.5
+        np.testing.assert_allclose(mine.depth, ref["depth"], atol=0.5)
+        np.testing.assert_allclose(mine.world, ref["world"], atol=1e-3)
+        assert mine.is_right == ref["is_right"]
+        assert mine.side_score == pytest.approx(ref["side_score"], abs=5e-3)

@@ -202,7 +202,7 @@ def test_dependencies_resolve_for_jetson():
     _skip_offline(r)
     assert r.returncode == 0, r.stdout + r.stderr
     picked = {line.split("==")[0].strip().lower() for line in r.stdout.splitlines() if "==" in line}
-    for name in ("numpy", "scipy", "smplx", "opencv-python-headless", "pyyaml", "tqdm", "mediapipe",
+    for name in ("numpy", "scipy", "smplx", "opencv-python-headless", "pyyaml", "tqdm",
                  "onnxruntime", "pytest", "vermin"):
         assert name in picked, (name, r.stdout)
     assert "torch==2.3.0+jetpack6   (JetPack's own" in r.stdout   # never one from the index

@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import numpy as np
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -192,9 +193,8 @@ class HandVizNode(Node):
 
     # ----- parameters, shutdown ---------------------------------------------------------------
 
-    def _on_set_parameters(self, params: list) -> Any:
-        from rcl_interfaces.msg import SetParametersResult
-
+    def _on_set_parameters(self, params: list) -> SetParametersResult:
+        """Rejects a value out of its range or choices with the reason, else applies it."""
         specs = {s.name: s for s in VIZ_PARAMETERS}
         for p in params:
             spec = specs.get(p.name)
