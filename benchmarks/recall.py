@@ -165,6 +165,16 @@ def registered(name: str, **kwargs: object) -> Factory:
     return lambda _hands: make_detector(name, **kwargs)
 
 
+def wholebody() -> HandDetector:
+    """The whole-body detector on the models HAMER_ROS_WHOLEBODY names (RuntimeError saying so if unset)."""
+    from hamer_ros.perception.wholebody import parse_models
+    text = os.environ.get("HAMER_ROS_WHOLEBODY", "")
+    if not text:
+        raise RuntimeError("set HAMER_ROS_WHOLEBODY='PERSON_DETECTOR.onnx,WHOLEBODY_POSE.onnx' (README: Finding the hands)")
+    person, pose = parse_models(text)
+    return make_detector("wholebody", person_model=person, pose_model=pose, max_hands=MAX_HANDS)
+
+
 def annotated_rois(hands: Sequence[Box]) -> HandDetector:
     """The fixed-ROI detector given the annotation itself: must score 100 %, or the harness is wrong."""
     return make_detector("fixed", rois=[{"box": list(h.box), "side": h.side} for h in hands])
@@ -179,6 +189,8 @@ MODES: dict[str, Mode] = {
     "mediapipe+views": Mode(registered("mediapipe", video_mode=False, max_hands=MAX_HANDS, proposals=True),
                             "the same, plus tiles and a shrunk canvas for the palm detector: `hamer-ros infer` "
                             "on photos"),
+    "wholebody": Mode(lambda _hands: wholebody(), "a person detector + whole-body keypoints, the ONNX models "
+                                                  "named by HAMER_ROS_WHOLEBODY='PERSON.onnx,POSE.onnx'"),
     "fixed-annotated": Mode(annotated_rois, "fixed ROIs set to the annotation: the harness's self-check"),
 }
 

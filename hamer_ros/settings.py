@@ -63,6 +63,9 @@ def dependent_parameter_problem(values: dict[str, Any], explicit: set[str] | fro
     if starting and values["detector"] == "fixed" and not parse_rois(values["rois"]):
         return ("detector 'fixed' needs rois, e.g. rois: \"[{box: [100, 120, 260, 300], side: right}]\" "
                 "(image pixels), or use detector:=mediapipe")
+    if starting and values["detector"] == "wholebody" and not values["wholebody_models"].strip():
+        return ("detector 'wholebody' needs wholebody_models: 'PERSON_DETECTOR.onnx,WHOLEBODY_POSE.onnx' "
+                "(the README's 'Finding the hands' says where to get them), or use detector:=mediapipe")
     if "filter" in explicit and values["filter"] and not values["tracking"]:
         return "filter needs tracking (it smooths each track): set tracking: true, or filter: false"
     if "hold_time" in explicit and values["hold_time"] > 0 and not (values["filter"] and values["tracking"]):
@@ -125,8 +128,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec("detector", "mediapipe", "Hand detector: mediapipe (MediaPipe's palm detector and hand "
               "landmark model, run by PyTorch in this package: boxes, sides, keypoints, tracked by their "
-              "landmarks; no mediapipe package needed) or fixed (the boxes in rois, every frame).",
-              read_only=True, choices=("mediapipe", "fixed")),
+              "landmarks; no mediapipe package needed), wholebody (a person detector and whole-body "
+              "keypoints, the ONNX models in wholebody_models) or fixed (the boxes in rois, every frame).",
+              read_only=True, choices=("mediapipe", "wholebody", "fixed")),
+    ParamSpec("wholebody_models", "", "detector wholebody: 'PERSON_DETECTOR.onnx,WHOLEBODY_POSE.onnx' (e.g. "
+              "YOLOX HumanArt and RTMW from the RTMPose project; see the README for where and their terms).",
+              read_only=True),
     ParamSpec("rois", "[]", "detector fixed: hand boxes as a YAML/JSON list in image pixels, e.g. "
               "'[{box: [x1, y1, x2, y2], side: right}]' (on the command line quote it twice: "
               "-p 'rois:=\"[...]\"').", check=_check_rois),
@@ -226,7 +233,8 @@ def default(name: str) -> Any:
 
 # Settings that become PipelineConfig fields: setting name -> field name.
 PIPELINE_FIELDS = {name: name for name in (
-    "checkpoint", "mano", "device", "precision", "backend", "engine_cache", "detector", "rois", "max_hands",
+    "checkpoint", "mano", "device", "precision", "backend", "engine_cache", "detector", "wholebody_models",
+    "rois", "max_hands",
     "min_score", "rescale", "fit_rotation", "tracking", "side_switch_frames", "filter", "filter_min_cutoff",
     "filter_beta", "filter_d_cutoff", "hold_time")} | {"refine_translation": "refine"}
 # The ones a running pipeline takes between two frames (pipeline.reconfigure); the rest need a new one.

@@ -93,13 +93,20 @@ def _keypoint_detector(**kwargs: Any) -> HandDetector:
     return KeypointHandDetector(**kwargs)
 
 
+def _wholebody_detector(**kwargs: Any) -> HandDetector:
+    from .wholebody import WholeBodyHandDetector
+    return WholeBodyHandDetector(**kwargs)
+
+
 # "mediapipe": MediaPipe's hand models (palm detector + landmarks) on this package's own runtime
-# (hand_models/, PyTorch); the mediapipe package itself is not needed.
-DETECTORS = {"mediapipe": _keypoint_detector, "fixed": FixedRoiDetector}
+# (hand_models/, PyTorch); the mediapipe package itself is not needed. "wholebody": hands from a
+# person detector and whole-body keypoints (ONNX models the user gives; wholebody.py).
+DETECTORS = {"mediapipe": _keypoint_detector, "wholebody": _wholebody_detector, "fixed": FixedRoiDetector}
 
 
 def make_detector(name: str, **kwargs: Any) -> HandDetector:
-    """name: "mediapipe" (kwargs as hand_models.detector.KeypointHandDetector) or "fixed" (kwargs: rois=...)."""
+    """name: "mediapipe" (kwargs as hand_models.detector.KeypointHandDetector), "wholebody" (as
+    wholebody.WholeBodyHandDetector) or "fixed" (kwargs: rois=...)."""
     key = str(name).strip().lower()
     if key not in DETECTORS:
         raise ValueError(f"unknown hand detector {name!r}; choose one of {sorted(DETECTORS)}")

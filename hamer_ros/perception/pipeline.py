@@ -45,7 +45,8 @@ class PipelineConfig:
     backend: str = default("backend")  # eager | compile | tensorrt | onnx (perception/engine.py)
     engine_cache: str = default("engine_cache")  # compiled-engine folder; empty = ~/.cache/hamer_ros/engines
     rebuild_engine: bool = False    # build the engine again even if one is cached
-    detector: str = default("detector")  # mediapipe | fixed
+    detector: str = default("detector")  # mediapipe | wholebody | fixed
+    wholebody_models: str = default("wholebody_models")  # wholebody: "PERSON.onnx,POSE.onnx"
     rois: list[dict[str, Any]] = field(default_factory=list)   # fixed: [{box: [x1,y1,x2,y2], side: right}]
     max_hands: int = default("max_hands")
     min_score: float = default("min_score")
@@ -66,7 +67,7 @@ MIN_TRACK_GAP = 0.05   # s: with hold_time 0 a track still spans consecutive fra
 
 # Fixed when the pipeline is built (model, weights, detector kind): changing them means a new one.
 RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "backend", "engine_cache",
-                            "rebuild_engine", "detector", "static_images"})
+                            "rebuild_engine", "detector", "wholebody_models", "static_images"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -152,6 +153,11 @@ class HandPipeline:
     def _make_detector(self, cfg: PipelineConfig) -> HandDetector:
         if cfg.detector == "fixed":
             return make_detector("fixed", rois=cfg.rois)
+        if cfg.detector == "wholebody":
+            from .wholebody import parse_models
+            person, pose = parse_models(cfg.wholebody_models)
+            return make_detector("wholebody", person_model=person, pose_model=pose, max_hands=cfg.max_hands,
+                                 min_detection_confidence=cfg.min_score, device=str(self.device))
         return make_detector(cfg.detector, max_hands=cfg.max_hands, min_detection_confidence=cfg.min_score,
                              video_mode=not cfg.static_images)
 
