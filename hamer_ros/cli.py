@@ -370,6 +370,14 @@ class StreamDetector:
         if self.args.roi:
             self.current = make_detector("fixed", rois=self.args.roi)
             return
+        if self.args.wholebody:
+            person, pose = self.args.wholebody
+            try:
+                self.current = make_detector("wholebody", person_model=person, pose_model=pose,
+                                             max_hands=self.args.max_hands, device=self.args.device)
+            except RuntimeError as e:
+                raise CliError(str(e)) from None
+            return
         try:
             # photos: more views than MediaPipe's one 192-pixel look at the whole frame (hand_models/detector.py)
             self.current = make_detector("mediapipe", max_hands=self.args.max_hands, video_mode=video,
@@ -403,9 +411,8 @@ def load_model(args: argparse.Namespace) -> Any:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    if args.roi and not args.checkpoint:
-        raise CliError("--roi needs --checkpoint: fixed boxes give hands only through the HaMeR model "
-                       "(without one, leave out --roi: MediaPipe then gives joints)", code=2)
+    if args.roi and args.wholebody:
+        raise CliError("give --roi boxes or --wholebody models, not both", code=2)
     if args.mano and not args.checkpoint:
         raise CliError("--mano needs --checkpoint: MANO alone gives no hands", code=2)
     images, videos = collect_inputs(args.paths, args.depth_suffix if args.depth else None)
@@ -509,6 +516,18 @@ def _infer(args: argparse.Namespace, out: Path, images: list[Path], videos: list
     return 0
 
 
+def wholebody_models(text: str) -> tuple[Path, Path]:
+    from .perception.wholebody import parse_models
+    try:
+        person, pose = parse_models(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    for p in (person, pose):
+        if not p.is_file():
+            raise argparse.ArgumentTypeError(f"{p} not found")
+    return person, pose
+
+
 def _opencv_errors_only() -> None:
     # cv2.utils.logging in current OpenCV builds; cv2.setLogLevel in older ones (and some contrib builds)
     logging_ = getattr(getattr(cv2, "utils", None), "logging", None)
@@ -553,8 +572,11 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--rescale", type=rescale, default=default("rescale"),
                      help="crop padding factor around the detected box, 1 to 4, e.g. 2.5 (the reference uses 2.0)")
     inf.add_argument("--roi", action="append", type=parse_roi, metavar="X1,Y1,X2,Y2,SIDE",
-                     help="fixed hand box in pixels instead of MediaPipe, repeatable, needs --checkpoint, "
-                          "e.g. 100,120,260,300,right")
+                     help="fixed hand box in pixels instead of MediaPipe, repeatable (without --checkpoint the "
+                          "landmark model finds the hand in each box), e.g. 100,120,260,300,right")
+    inf.add_argument("--wholebody", type=wholebody_models, metavar="PERSON.onnx,POSE.onnx",
+                     help="find hands from whole-body keypoints: a person detector and a whole-body pose model "
+                          "(ONNX; see the README), e.g. yolox_m.onnx,rtmw.onnx")
     rgbd = inf.add_argument_group("depth", "hands anchored on an aligned depth image (RGB-D cameras): depth sets "
                                            "their distance along their rays (their size); each hand's placement "
                                            "says rgbd or rgb, its scale the size found")

@@ -63,6 +63,18 @@ def test_infer_real_image_with_tiny_model(tmp_path, tiny_checkpoint, mano_path, 
     assert len(hand["mano"]["hand_pose"]) == 15 and all(j[2] > 0 for j in hand["joints_m"])
 
 
+def test_roi_boxes_without_a_checkpoint_give_joints(tmp_path, examples):
+    """--roi without --checkpoint: the landmark model finds the hand in each box (joints only),
+    with the side the box was given."""
+    out = tmp_path / "out"
+    rc = main(["infer", str(examples / "test1.jpg"), "--out", str(out), "--roi", "257,156,381,342,right",
+               "--roi", "408,286,502,428,right", "--intrinsics", "700,700,424,282", "--device", "cpu"])
+    assert rc == 0
+    (rec,) = results(out)
+    assert [h["side"] for h in rec["hands"]] == ["right", "right"]
+    assert all(len(h["joints_m"]) == 21 and all(j[2] > 0 for j in h["joints_m"]) for h in rec["hands"])
+
+
 def test_videos_and_folder_share_one_model_and_pipeline(tmp_path, tiny_checkpoint, monkeypatch):
     """Two videos and a folder: the checkpoint is loaded once and one pipeline serves them all,
     with tracking (fresh ids) per video and none between independent images."""
@@ -205,7 +217,8 @@ def _matrix_cases(tmp_path, tiny_checkpoint, mano_path):
         ([empty, "--out", out], 2, "no images or videos in"),
         (base + ["--max-hands", "0"], 2, "expected a whole number from 1 to 10"),
         (base + ["--roi", "1,2,3,up"], 2, "expected x1,y1,x2,y2,left|right"),
-        (base + ["--roi", ROI], 2, "--roi needs --checkpoint"),
+        (base + ["--wholebody", "a.onnx"], 2, "PERSON_DETECTOR.onnx,WHOLEBODY_POSE.onnx"),
+        (base + ["--wholebody", "a.onnx,b.onnx"], 2, "a.onnx not found"),
         (base + ["--mano", mano_path], 2, "--mano needs --checkpoint"),
         (base + ["--checkpoint", tmp_path / "nowhere.ckpt"], 2, "not found. Get the HaMeR weights"),
         (base + ["--checkpoint", tmp_path], 2, "is a folder, not the checkpoint file"),
