@@ -216,7 +216,6 @@ VIZ_PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 
-
 # What hand_mesh_node once had and a params file may still set: where each job went.
 RETIRED = {
     "publish_markers": "hand_viz_node publishes the markers now (launch argument visualize)",
@@ -233,10 +232,9 @@ def default(name: str) -> Any:
 
 # Settings that become PipelineConfig fields: setting name -> field name.
 PIPELINE_FIELDS = {name: name for name in (
-    "checkpoint", "mano", "device", "precision", "backend", "engine_cache", "detector", "wholebody_models",
-    "rois", "max_hands",
-    "min_score", "rescale", "fit_rotation", "tracking", "side_switch_frames", "filter", "filter_min_cutoff",
-    "filter_beta", "filter_d_cutoff", "hold_time")} | {"refine_translation": "refine"}
+    "checkpoint", "mano", "device", "precision", "backend", "engine_cache", "detector", "wholebody_models", "rois",
+    "max_hands", "min_score", "rescale", "fit_rotation", "tracking", "side_switch_frames", "filter",
+    "filter_min_cutoff", "filter_beta", "filter_d_cutoff", "hold_time")} | {"refine_translation": "refine"}
 # The ones a running pipeline takes between two frames (pipeline.reconfigure); the rest need a new one.
 PIPELINE_PARAMS = ("min_score", "max_hands", "rescale", "refine_translation", "fit_rotation", "tracking",
                    "side_switch_frames", "filter", "filter_min_cutoff", "filter_beta", "filter_d_cutoff",

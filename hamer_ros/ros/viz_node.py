@@ -60,7 +60,6 @@ class HandVizNode(Node):
         if self._cdr_problem:
             self._log.warning("cdr", f"publishing markers and debug images as message objects (slower): "
                               f"{self._cdr_problem}")
-        self.drawn = 0
 
         viewer = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
         self._marker_pub = self.create_publisher(MarkerArray, "hands/markers",
@@ -189,7 +188,6 @@ class HandVizNode(Node):
                                     else image_cdr(st.sec, st.nanosec, frame, overlay))
         if self._want_compressed:
             self._compressed_pub.publish(compressed_image_msg(header, overlay, self._jpeg_quality))
-        self.drawn += 1
 
     # ----- parameters, shutdown ---------------------------------------------------------------
 
