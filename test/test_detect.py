@@ -271,3 +271,24 @@ def test_a_tracked_hand_stays_tracked_behind_an_occluder(cv2, fraction, where):
     if fraction >= 0.6:
         palm_only = make_detector("mediapipe", max_hands=2, video_mode=False)
         assert sum(_found(palm_only(f), box) for f in frames) <= 3
+
+
+def test_a_stream_looks_for_more_hands_every_few_frames_and_at_once_after_a_loss(cv2, monkeypatch):
+    """Two hands held of three allowed: the palm detector runs on the first frame, then every
+    SEARCH_EVERY frames (not on every one, as MediaPipe's graph does); when the hands are lost it
+    looks at once."""
+    from hamer_ros.perception.hand_models import detector as module
+    image = load_rgb(cv2, "test1.jpg")
+    det = make_detector("mediapipe", max_hands=3, video_mode=True)
+    calls = []
+    palms = det._palms
+    monkeypatch.setattr(det, "_palms", lambda img: calls.append(1) or palms(img))
+    searched = []
+    for _ in range(3 * module.SEARCH_EVERY):
+        before = len(calls)
+        assert len(det(image)) == 2
+        searched.append(len(calls) > before)
+    assert searched == ([True] + [False] * (module.SEARCH_EVERY - 1)) * 3, searched
+    before = len(calls)
+    assert det(np.zeros_like(image)) == []           # both lost: looked for at once
+    assert len(calls) == before + 1

@@ -6,7 +6,8 @@ Three layers of checks:
     with mediapipe and tflite made unimportable;
   - parity with the mediapipe package (0.10.x) on the example photos: the crops and raw network
     outputs against MediaPipe's own TFLite graph, and the whole static-image pipeline against
-    mediapipe.solutions.hands.Hands. Skipped where mediapipe or the photos are absent.
+    mediapipe.solutions.hands.Hands. Skipped where mediapipe or the photos are absent; the last
+    section checks the same against its output recorded in test/data, without mediapipe.
 """
 from __future__ import annotations
 

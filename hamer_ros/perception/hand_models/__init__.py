@@ -12,7 +12,7 @@ files beside this module (scripts/convert_mediapipe_models.py writes them from t
 Pixels follow this package's convention (pixel centres at integers: u = x W - 0.5 of MediaPipe's
 normalised x). Handedness: the landmark model's side output treats every image as a mirrored
 selfie view, so its "Left" is a real right hand in a normal camera image; `is_right` is that real
-side (same as MediaPipeHandDetector). Parity with mediapipe 0.10.21 is tested in
+side, as the whole package means it. Parity with mediapipe 0.10.21 is tested in
 test/test_hand_models.py (keypoints within a few hundredths of a pixel on the example photos).
 """
 from __future__ import annotations

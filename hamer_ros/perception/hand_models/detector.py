@@ -3,13 +3,14 @@ keypoints, metric landmarks and relative depths from one frame, without the medi
 
 Streams (video_mode): tracking by regression. A hand's region in the next frame comes from its
 landmarks in this one (MediaPipe's rule, `HandLandmarks.next_region`); the palm detector runs only
-while fewer than max_hands hands are tracked, to find new ones. A hand the palm detector would
+while fewer than max_hands hands are tracked, to find new ones: at once when no hand is held or one
+was just lost, else every SEARCH_EVERY frames. A hand the palm detector would
 miss (holding something, gloved, half hidden) stays tracked while the landmark model still finds a
 hand in its region (presence >= min_tracking_confidence).
 
 Stills (video_mode off): MediaPipe's static graph misses most hands that are large, small or far
-from upright in a 192-pixel view of the whole frame, so the palm detector also looks at two
-square tiles along the long side and at the frame shrunk on a larger canvas (`proposals`). Every
+from upright in a 192-pixel view of the whole frame, so the palm detector also looks at
+overlapping tiles and at the frame shrunk on a larger canvas (`proposals`). Every
 palm's region goes to the landmark model on the full-resolution frame; hands found twice are
 merged by keypoint distance, not box overlap (interlaced hands overlap by box IoU ~0.5 and are
 still two hands).
@@ -30,6 +31,8 @@ from .runtime import check_rgb
 SAME_REGION_IOU = 0.7
 # Two results are one hand when their keypoints lie this close, as a fraction of the hand's size.
 SAME_HAND_DISTANCE = 0.25
+# Streams: while some hands are held, the palm detector looks for more every this many frames.
+SEARCH_EVERY = 3
 # A still's extra views take palms down to this score (the landmark model's presence still decides).
 PROPOSAL_MIN_SCORE = 0.3
 # The extra views of a still: tiles of this fraction of the long side, at this many positions per
@@ -58,18 +61,28 @@ class KeypointHandDetector:
         self._palms: PalmDetector | None = PalmDetector(device, min_score=floor or self.min_detection_confidence)
         self._landmarks = HandLandmarker(device)
         self._tracked: list[NormRect] = []
+        self._since_search = 0      # frames since the palm detector last looked (streams)
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]:
         if self._palms is None:
             raise RuntimeError("KeypointHandDetector is closed")
         img = check_rgb(image_rgb)
         hands = self._track(img) if self.video_mode else []
-        if len(hands) < self.max_hands:
+        self._since_search += 1
+        if len(hands) < self.max_hands and self._search_now(len(hands)):
             taken = [h.region.to_norm(img.shape[1], img.shape[0]) for h in hands]
             hands += self._find(img, taken, self.max_hands - len(hands))
+            self._since_search = 0
         if self.video_mode:
             self._tracked = [h.next_rect for h in hands]
         return [h.to_detection() for h in hands]
+
+    def _search_now(self, held: int) -> bool:
+        """Stills: always. Streams: while no hand is held, as soon as a track is lost, and else
+        every SEARCH_EVERY frames (a hand entering waits at most that long; the palm detector
+        costs about as much as tracking a hand)."""
+        return (not self.video_mode or held == 0 or held < len(self._tracked)
+                or self._since_search >= SEARCH_EVERY)
 
     def _track(self, img: np.ndarray) -> list[HandLandmarks]:
         if not self._tracked:
@@ -110,6 +123,7 @@ class KeypointHandDetector:
 
     def reset(self) -> None:
         self._tracked = []
+        self._since_search = 0
 
     def close(self) -> None:
         self._tracked = []
