@@ -71,7 +71,7 @@ class FakePipeline:
         self.faces_right = hands[1].faces
         self.faces_left = hands[0].faces
 
-    def __call__(self, image, K, dist=None):
+    def __call__(self, image, K, dist=None, stamp=None):
         return self.hands
 
     def reset_tracking(self) -> None:
