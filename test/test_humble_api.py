@@ -113,10 +113,16 @@ def f():
 '''
 
 
+def _newer_reliability() -> str:
+    """The full name of the QoS reliability member Humble lacks, as compat.py lists it."""
+    return next(n for n in _compat().NEWER_THAN_HUMBLE if n.startswith("rclpy.qos.ReliabilityPolicy."))
+
+
 def _planted(source: str) -> str:
     """A source that uses the names Humble lacks, as compat.py names them."""
     c = _compat()
-    return source.format(events=c.EVENT_HANDLER_MODULE, post_set=c.POST_SET_CALLBACK, best_available=c.BEST_AVAILABLE)
+    return source.format(events=c.EVENT_HANDLER_MODULE, post_set=c.POST_SET_CALLBACK,
+                         best_available=_newer_reliability().rsplit(".", 1)[1])
 
 
 def test_planted_newer_names_are_caught(inventory):
@@ -126,7 +132,7 @@ def test_planted_newer_names_are_caught(inventory):
     assert names == sorted([
         c.EVENT_HANDLER_MODULE,
         f"rclpy.lifecycle.node.LifecycleNode.{c.POST_SET_CALLBACK}",
-        f"rclpy.qos.ReliabilityPolicy.{c.BEST_AVAILABLE}",
+        _newer_reliability(),
         "rclpy.subscription.Subscription.not_a_subscription_method",
         "rclpy.lifecycle.node.LifecycleNode.not_a_lifecycle_method",
         "rclpy.node.Node.not_a_node_method",
@@ -145,8 +151,7 @@ def test_newer_names_pass_only_behind_the_compat_feature_check(inventory):
     assert [v.name for v in scan_source(guarded, inventory, "node.py")[0]] == [c.EVENT_HANDLER_MODULE]
     # nor does an unguarded use in the compat module
     bare = _planted("from rclpy.qos import ReliabilityPolicy\nx = ReliabilityPolicy.{best_available}\n")
-    assert [v.name for v in scan_source(bare, inventory, "compat.py", compat=True)[0]] == \
-        [f"rclpy.qos.ReliabilityPolicy.{c.BEST_AVAILABLE}"]
+    assert [v.name for v in scan_source(bare, inventory, "compat.py", compat=True)[0]] == [_newer_reliability()]
 
 
 def test_inventory_script_reads_a_release_from_git(tmp_path):
