@@ -68,6 +68,12 @@ def _ros_env() -> dict[str, str]:
     return env
 
 
+def mesh_params(tiny_checkpoint: Path, mano_path: Path, **extra: Any) -> dict[str, Any]:
+    """A mesh node on the tiny checkpoint, fixed boxes, the CPU (other test modules use it too)."""
+    return dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu", detector="fixed", rois=ROIS,
+                image_timeout=30.0, diagnostics_period=0.3, **extra)
+
+
 # ------------------------------------------------------------------------------------------------
 # the node under test, as a subprocess
 

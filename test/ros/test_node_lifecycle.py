@@ -16,7 +16,8 @@ try:
     from lifecycle_msgs.srv import ChangeState, GetState
     from std_srvs.srv import SetBool
 
-    from test_node import FRAME, ROIS, Camera, NodeProcess, RosSide, tester, _ns, _serve_good_frame, _status  # noqa: F401
+    from test_node import (FRAME, ROIS, Camera, NodeProcess, RosSide, _ns, _serve_good_frame, _status, mesh_params,  # noqa: F401
+                           tester)
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)
@@ -28,11 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def node_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("lifecycle")
-
-
-def _mesh_params(tiny_checkpoint, mano_path, **extra) -> dict:
-    return dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu", detector="fixed", rois=ROIS,
-                image_timeout=30.0, diagnostics_period=0.3, **extra)
 
 
 def _state(tester: RosSide, node: NodeProcess) -> str:
@@ -58,7 +54,7 @@ def _no_output_for(tester: RosSide, camera: Camera, node: NodeProcess, seconds: 
 
 
 def test_lifecycle_through_the_services(tester, node_tmp, tiny_checkpoint, mano_path):
-    node = NodeProcess("robot1", _mesh_params(tiny_checkpoint, mano_path, autostart=False), node_tmp)
+    node = NodeProcess("robot1", mesh_params(tiny_checkpoint, mano_path, autostart=False), node_tmp)
     try:
         tester.subscribe(node.ns, markers=False, debug=False)
         camera = Camera(tester, node.ns)
@@ -147,7 +143,7 @@ def test_a_failed_configure_leaves_the_node_unconfigured(tester, node_tmp, mano_
 
 def test_autostart_and_namespaced_frame_names(tester, node_tmp, tiny_checkpoint, mano_path):
     """Two nodes in two namespaces with the default tf_prefix publish distinct frames."""
-    nodes = [NodeProcess(name, _mesh_params(tiny_checkpoint, mano_path), node_tmp) for name in ("cellA", "cellB")]
+    nodes = [NodeProcess(name, mesh_params(tiny_checkpoint, mano_path), node_tmp) for name in ("cellA", "cellB")]
     try:
         for node in nodes:
             tester.subscribe(node.ns, markers=False, debug=False)

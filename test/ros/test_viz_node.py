@@ -6,19 +6,15 @@ watched; and, on both ways of starting the nodes, that a viewer does not delay t
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 try:
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CompressedImage, Image
     from visualization_msgs.msg import Marker
 
     from hamer_ros_msgs.msg import MeshFaces
-    from test_node import FRAME, ROIS, Camera, NodeProcess, _node_executable, _ns, tester  # noqa: F401
+    from test_node import FRAME, Camera, NodeProcess, _node_executable, _ns, mesh_params, tester  # noqa: F401
 except ImportError as exc:  # a ROS-free checkout: only the core's tests apply
     pytest.skip(f"ROS 2 not importable ({exc}); run `bash scripts/build_ros.sh && source scripts/env.sh` first",
                 allow_module_level=True)
@@ -27,16 +23,11 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
-def node_tmp(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("viz")
-
-
-@pytest.fixture(scope="module")
-def nodes(tester, node_tmp, tiny_checkpoint, mano_path):
+def nodes(tester, tmp_path_factory, tiny_checkpoint, mano_path):
     """(perception node, viz node), one namespace; the test side's camera."""
-    mesh = NodeProcess("viz_mesh", dict(checkpoint=str(tiny_checkpoint), mano=str(mano_path), device="cpu",
-                                        detector="fixed", rois=ROIS, image_timeout=30.0), node_tmp)
-    viz = NodeProcess("viz_viz", dict(debug_image_scale=0.5, debug_image_jpeg_quality=90), node_tmp,
+    tmp = tmp_path_factory.mktemp("viz")
+    mesh = NodeProcess("viz_mesh", mesh_params(tiny_checkpoint, mano_path), tmp)
+    viz = NodeProcess("viz_viz", dict(debug_image_scale=0.5, debug_image_jpeg_quality=90), tmp,
                       command=[str(_node_executable("hand_viz_node"))], ns=mesh.ns)
     tester.subscribe(mesh.ns)         # hands, markers, debug image and its compressed form
     camera = Camera(tester, mesh.ns)
@@ -122,7 +113,7 @@ def test_debug_images_carry_their_images_stamp_scaled_and_compressed(tester, nod
         assert right < 0.6 * swapped, (right, swapped)
 
 
-def test_images_are_taken_only_while_a_debug_image_is_watched(tester, nodes, node_tmp):
+def test_images_are_taken_only_while_a_debug_image_is_watched(tester, nodes):
     """The viz node subscribes to the camera's images only while someone views a debug image: a
     robot with no viewer carries no second copy of every frame."""
     mesh, viz, _ = nodes
