@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .hand_models.runtime import check_rgb
 from .types import Detection
 
 LEFT_HAND = slice(91, 112)       # COCO-WholeBody: the person's own left hand, wrist first
@@ -135,9 +136,7 @@ class WholeBodyHandDetector:
         self.max_people = int(max_people)
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]:
-        img = np.asarray(image_rgb)
-        if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 RGB image HxWx3, got {img.dtype} {img.shape}")
+        img = check_rgb(image_rgb)
         boxes, _ = self._people(img)
         hands = []
         for box in boxes[: self.max_people]:

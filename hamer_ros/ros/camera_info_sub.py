@@ -37,17 +37,19 @@ class CameraInfoSubscription:
         qos = self.offered()
         return self.qos is None or (self.qos.reliability, self.qos.durability) != (qos.reliability, qos.durability)
 
-    def refresh(self) -> None:
-        """Subscribes (again) when there are publishers and their QoS is not the one in use."""
+    def refresh(self) -> bool:
+        """Subscribes (again) when there are publishers and their QoS is not the one in use.
+        Returns whether the topic has publishers."""
         if self._node.count_publishers(self.topic) == 0:
-            return
+            return False
         if self.subscription is not None and not self.would_change():
-            return
+            return True
         self.destroy()
         qos = self.qos = self.offered()
         self.subscription = self._node.create_subscription(
             CameraInfo, self._name, self._callback, qos,
             event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda e: self._incompatible(qos, e)))
+        return True
 
     def _incompatible(self, qos: QoSProfile, event: Any) -> None:
         try:

@@ -127,6 +127,7 @@ def tf_hands(hands: Sequence[Hand], previous: Mapping[str, int] | None = None) -
 
 PLACEMENT_CODES = {"rgb": HandMsg.PLACEMENT_RGB, "rgbd": HandMsg.PLACEMENT_RGBD,
                    "rgbd-held": HandMsg.PLACEMENT_RGBD_HELD}
+PLACEMENT_NAMES = {code: name for name, code in PLACEMENT_CODES.items()}
 
 
 def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
@@ -192,7 +193,7 @@ def hand_from_msg(m: HandMsg, faces: Mapping[bool, np.ndarray] | None = None) ->
         reprojection_error=float(m.reprojection_error), vertices=vertices,
         faces=faces.get(is_right) if (faces is not None and vertices is not None) else None,
         track_id=int(m.track_id), held=bool(m.held),
-        placement={code: name for name, code in PLACEMENT_CODES.items()}.get(m.placement, "rgb"),
+        placement=PLACEMENT_NAMES.get(m.placement, "rgb"),
         scale=float(m.scale))
 
 

@@ -404,10 +404,9 @@ class HandMeshNode(LifecycleNode):
 
     def _check_graph(self) -> None:
         try:
-            self._graph.info_has_publishers = self.count_publishers(self._info.topic) > 0
+            self._graph.info_has_publishers = self._info.refresh()
             if self._depth_sub is not None:
                 self._graph.depth_has_publishers = self.count_publishers(self._depth_topic) > 0
-            self._info.refresh()
             if not (self._active and self._enabled):
                 return
             idle = time.monotonic() - (self._last_image_mono or self._idle_since)

@@ -25,6 +25,7 @@ from visualization_msgs.msg import MarkerArray
 from hamer_ros_msgs.msg import HandArray, MeshFaces
 
 from ..perception.overlay import draw_hands
+from ..perception.types import Hand
 from .camera_info_sub import CameraInfoSubscription
 from .convert import (cdr_self_check, compressed_image_msg, faces_from_msg, hand_from_msg, image_cdr, image_msg,
                       marker_array_cdr, marker_array_msg, marker_specs, scale_image)
@@ -51,7 +52,7 @@ class HandVizNode(Node):
         self._scale = values["debug_image_scale"]
         self._jpeg_quality = values["debug_image_jpeg_quality"]
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        self._pairer: StampPairer[Image, HandArray] = StampPairer(int(values["pair_window"] * 1e9),
+        self._pairer: StampPairer[Image, list[Hand]] = StampPairer(int(values["pair_window"] * 1e9),
                                                                   MAX_WAITING_IMAGES)
         self._reported_gone = 0
         self._faces: dict[bool, np.ndarray] | None = None
@@ -76,7 +77,7 @@ class HandVizNode(Node):
         self._image_sub = None
         self._want_markers = self._want_debug = self._want_compressed = False
 
-        self._box: LatestMailbox[tuple[Image, HandArray]] = LatestMailbox()
+        self._box: LatestMailbox[tuple[Image, list[Hand]]] = LatestMailbox()
         self._drawer = threading.Thread(target=self._draw_loop, name="hand_viz_draw", daemon=True)
         self._drawer.start()
         self.create_timer(0.5, self._check_graph)
@@ -131,14 +132,17 @@ class HandVizNode(Node):
             self._log.warning("caminfo", f"ignoring a malformed CameraInfo on {self._info.topic}: {e}")
 
     def _on_hands(self, msg: HandArray) -> None:
+        if not (self._want_markers or self._image_sub is not None):
+            return
         header = msg.header
+        hands = [hand_from_msg(h, self._faces) for h in msg.hands]      # once, for markers and overlay
         if self._want_markers:
             try:
-                self._publish_markers(header, msg)
+                self._publish_markers(header, hands)
             except Exception as e:  # noqa: BLE001 -- one bad message must never end the node
                 self._log.warning(f"markers:{type(e).__name__}", f"markers failed ({type(e).__name__}: {e})")
         if self._image_sub is not None:
-            pair = self._pairer.add_result(stamp_to_ns(header.stamp), str(header.frame_id), msg)
+            pair = self._pairer.add_result(stamp_to_ns(header.stamp), str(header.frame_id), hands)
             if pair is not None:
                 self._box.put(pair)
 
@@ -147,8 +151,8 @@ class HandVizNode(Node):
         if pair is not None:
             self._box.put(pair)
 
-    def _publish_markers(self, header: Header, msg: HandArray) -> None:
-        specs = marker_specs([hand_from_msg(h, self._faces) for h in msg.hands])
+    def _publish_markers(self, header: Header, hands: list[Hand]) -> None:
+        specs = marker_specs(hands)
         st = header.stamp
         self._marker_pub.publish(marker_array_msg(header, specs) if self._cdr_problem
                                  else marker_array_cdr(st.sec, st.nanosec, header.frame_id, specs))
@@ -169,7 +173,7 @@ class HandVizNode(Node):
                     return
                 self._log.warning(f"debug:{type(e).__name__}", f"debug image failed ({type(e).__name__}: {e})")
 
-    def _publish_debug(self, image: Image, msg: HandArray) -> None:
+    def _publish_debug(self, image: Image, hands: list[Hand]) -> None:
         header = image.header
         frame = str(header.frame_id)
         intrinsics = self._infos.get(frame)
@@ -180,7 +184,7 @@ class HandVizNode(Node):
                 f"'{frame}' on {self._info.topic} ({problem}). Remap camera_info:= to the image's CameraInfo"))
             return
         rgb = image_to_rgb(image)
-        overlay = draw_hands(rgb, [hand_from_msg(h, self._faces) for h in msg.hands], intrinsics.K, intrinsics.D)
+        overlay = draw_hands(rgb, hands, intrinsics.K, intrinsics.D)
         overlay = scale_image(overlay, self._scale)
         if self._want_debug:
             st = header.stamp
