@@ -365,8 +365,10 @@ class StreamDetector:
 
     def start(self, video: bool) -> None:
         from .perception.detect import make_detector
+        from .perception.pipeline import resolve_device
 
         self.close()
+        device = str(resolve_device(self.args.device))     # the pipeline's: "auto" made concrete
         if self.args.roi:
             self.current = make_detector("fixed", rois=self.args.roi)
             return
@@ -374,14 +376,14 @@ class StreamDetector:
             person, pose = self.args.wholebody
             try:
                 self.current = make_detector("wholebody", person_model=person, pose_model=pose,
-                                             max_hands=self.args.max_hands, device=self.args.device)
+                                             max_hands=self.args.max_hands, device=device)
             except RuntimeError as e:
                 raise CliError(str(e)) from None
             return
         try:
             # photos: more views than MediaPipe's one 192-pixel look at the whole frame (hand_models/detector.py)
             self.current = make_detector("mediapipe", max_hands=self.args.max_hands, video_mode=video,
-                                         proposals=not video)
+                                         proposals=not video, device=device)
         except (ImportError, RuntimeError) as e:
             raise CliError(f"{e}; or give --checkpoint with --roi boxes instead of MediaPipe") from None
 
@@ -391,6 +393,10 @@ class StreamDetector:
     def reset(self) -> None:
         if self.current is not None:
             self.current.reset()
+
+    def follow(self, keypoints: list) -> None:
+        if hasattr(self.current, "follow"):
+            self.current.follow(keypoints)
 
     def close(self) -> None:
         if self.current is not None:

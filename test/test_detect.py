@@ -292,3 +292,39 @@ def test_a_stream_looks_for_more_hands_every_few_frames_and_at_once_after_a_loss
     before = len(calls)
     assert det(np.zeros_like(image)) == []           # both lost: looked for at once
     assert len(calls) == before + 1
+
+
+def _ok_sign(dets):
+    return find(dets, OK_SIGN["centre"])
+
+
+def test_a_tracked_hand_is_looked_for_where_follow_puts_it(cv2):
+    """follow(): the next region comes from the given keypoints by MediaPipe's rule. Exact
+    property: keypoints moved by an integer shift d, and the frame moved by d, give the same
+    landmarks moved by d (the crop is the same pixels) as the unmoved keypoints on the unmoved
+    frame; keypoints of no held hand, or not finite, change nothing."""
+    image = load_rgb(cv2, "test1.jpg")
+    d = np.array([14.0, -9.0])
+    shifted = np.ascontiguousarray(np.roll(image, (int(d[1]), int(d[0])), axis=(0, 1)))
+
+    def second_frame(frame, moved_by=None, extra=()):
+        det = make_detector("mediapipe", max_hands=2, video_mode=True)
+        held = _ok_sign(det(image)).keypoints
+        if moved_by is not None:
+            det.follow([held + moved_by, *extra])
+        elif extra:
+            det.follow(list(extra))
+        return _ok_sign(det(frame)).keypoints
+
+    still = second_frame(image, np.zeros(2))
+    followed = second_frame(shifted, d)
+    np.testing.assert_allclose(followed, still + d, atol=0.05)
+    not_followed = second_frame(shifted)                 # the region stays where the hand was
+    assert np.abs(not_followed - (still + d)).max() > np.abs(followed - (still + d)).max()
+    # the same hand's keypoints given back unchanged: the landmark model's own region
+    np.testing.assert_allclose(second_frame(image, np.zeros(2)), second_frame(image), atol=1e-4)
+    # another hand's keypoints (far away), a NaN set, a wrong shape: ignored
+    far = _ok_sign(make_detector("mediapipe", max_hands=2, video_mode=False)(image)).keypoints + 300.0
+    bad = np.full((21, 2), np.nan)
+    np.testing.assert_allclose(second_frame(image, extra=(far, bad, np.zeros((5, 2)))), second_frame(image),
+                               atol=1e-4)

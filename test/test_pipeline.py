@@ -368,3 +368,24 @@ def test_min_score_thresholds_the_detection_not_the_side():
                         detector=SequenceDetector([[sure, unsure_side, weak]]))
     hands = pipe(frame(), K)
     assert sorted((h.score, h.side_score) for h in hands) == [(0.9, 0.3), (0.9, 0.95)]
+
+
+def test_a_tracking_detector_is_told_where_hamer_saw_the_hands(tiny_model):
+    """The pipeline passes HaMeR's own 2D keypoints (in image pixels, the ones it places a hand
+    on when the detector has none) to a detector that has follow(): the next regions come from them."""
+    class Following(FixedRoiDetector):
+        def __init__(self, rois):
+            super().__init__(rois)
+            self.followed = []
+
+        def follow(self, keypoints):
+            self.followed.append([np.array(k) for k in keypoints])
+
+    det = Following(ROIS)
+    pipe = HandPipeline(PipelineConfig(detector="fixed", rois=ROIS, device="cpu", tracking=False),
+                        model=tiny_model, detector=det)
+    hands = pipe(frame(), K)
+    assert len(det.followed) == 1 and len(det.followed[0]) == len(hands) == 2
+    for given, hand in zip(det.followed[0], hands):
+        np.testing.assert_array_equal(given, hand.keypoints_2d)
+    pipeline_with(tiny_model, ROIS)(frame(), K)    # a detector without follow() is fine too

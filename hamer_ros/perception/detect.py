@@ -16,7 +16,9 @@ from .types import Detection
 
 @runtime_checkable
 class HandDetector(Protocol):
-    """image_rgb: uint8 HxWx3 RGB. Returns the hands of that one frame (any order)."""
+    """image_rgb: uint8 HxWx3 RGB. Returns the hands of that one frame (any order). A detector
+    that tracks may also have `follow(keypoints)`: the pipeline then passes it where HaMeR saw
+    the frame's hands (a list of (21, 2) px keypoints), to look for them there next."""
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]: ...
 

@@ -132,7 +132,7 @@ class HandPipeline:
     def _landmark_refiner(self) -> Any:
         if self._refiner is None:
             from .hand_models.refine import LandmarkRefiner
-            self._refiner = LandmarkRefiner()
+            self._refiner = LandmarkRefiner(device=str(self.device))
         return self._refiner
 
     @property
@@ -159,7 +159,7 @@ class HandPipeline:
             return make_detector("wholebody", person_model=person, pose_model=pose, max_hands=cfg.max_hands,
                                  min_detection_confidence=cfg.min_score, device=str(self.device))
         return make_detector(cfg.detector, max_hands=cfg.max_hands, min_detection_confidence=cfg.min_score,
-                             video_mode=not cfg.static_images)
+                             video_mode=not cfg.static_images, device=str(self.device))
 
     def close(self) -> None:
         self.detector.close()
@@ -333,6 +333,9 @@ class HandPipeline:
         # joints through its crop camera, so they hold no rotation to fit). With the ray corrected
         # the latter beats weak perspective alone at every angle off the axis, the former beats
         # both (benchmarks/camera.py).
+        # A tracking detector looks for each hand next where HaMeR saw it (it sees through occluders).
+        if hasattr(self.detector, "follow"):
+            self.detector.follow(list(keypoints))
         observed = np.array([d.keypoints is not None for d in dets])
         if observed.any():
             keypoints[observed] = np.stack([d.keypoints for d in dets if d.keypoints is not None])

@@ -2,7 +2,9 @@
 keypoints, metric landmarks and relative depths from one frame, without the mediapipe package.
 
 Streams (video_mode): tracking by regression. A hand's region in the next frame comes from its
-landmarks in this one (MediaPipe's rule, `HandLandmarks.next_region`); the palm detector runs only
+keypoints in this one (MediaPipe's rule, `landmarks_rect`): the landmark model's, or HaMeR's where
+the pipeline ran it and passed them back (`follow`: HaMeR sees a hand through an occluder that
+the landmark model's region would drift off); the palm detector runs only
 while fewer than max_hands hands are tracked, to find new ones: at once when no hand is held or one
 was just lost, else every SEARCH_EVERY frames. A hand the palm detector would
 miss (holding something, gloved, half hidden) stays tracked while the landmark model still finds a
@@ -17,13 +19,15 @@ still two hands).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..types import Detection
 from .hands import associate
 from .landmarks import HandLandmarker, HandLandmarks
 from .palm import PalmDetector
-from .roi import HandRegion, NormRect, rect_iou
+from .roi import HandRegion, NormRect, landmarks_rect, rect_iou
 from .runtime import check_rgb
 
 # A palm region from another view that overlaps one already kept by more than this is the same
@@ -61,6 +65,8 @@ class KeypointHandDetector:
         self._palms: PalmDetector | None = PalmDetector(device, min_score=floor or self.min_detection_confidence)
         self._landmarks = HandLandmarker(device)
         self._tracked: list[NormRect] = []
+        self._held: list[np.ndarray] = []   # the tracked hands' keypoints (px), as _tracked
+        self._frame_size = (0, 0)
         self._since_search = 0      # frames since the palm detector last looked (streams)
 
     def __call__(self, image_rgb: np.ndarray) -> list[Detection]:
@@ -75,7 +81,22 @@ class KeypointHandDetector:
             self._since_search = 0
         if self.video_mode:
             self._tracked = [h.next_rect for h in hands]
+            self._held = [h.keypoints for h in hands]
+            self._frame_size = (img.shape[1], img.shape[0])
         return [h.to_detection() for h in hands]
+
+    def follow(self, keypoints: Sequence[np.ndarray]) -> None:
+        """Streams: another estimate of this frame's hands (21 keypoints each, px, MediaPipe /
+        OpenPose order: HaMeR's). Each held hand whose keypoints these are (by keypoint
+        distance) is looked for next where they put it; the rest keep the landmark model's region."""
+        w, h = self._frame_size
+        for i, held in enumerate(self._held):
+            near = [(_hand_distance(k, held), k) for k in keypoints
+                    if np.shape(k) == (21, 2) and np.isfinite(k).all()]
+            near = [(d, k) for d, k in near if d < SAME_HAND_DISTANCE]
+            if near:
+                best = min(near, key=lambda dk: dk[0])[1]
+                self._tracked[i] = landmarks_rect((np.asarray(best, np.float64) + 0.5) / (w, h), w, h)
 
     def _search_now(self, held: int) -> bool:
         """Stills: always. Streams: while no hand is held, as soon as a track is lost, and else
@@ -122,11 +143,11 @@ class KeypointHandDetector:
         return frame, kept
 
     def reset(self) -> None:
-        self._tracked = []
+        self._tracked, self._held = [], []
         self._since_search = 0
 
     def close(self) -> None:
-        self._tracked = []
+        self.reset()
         self._palms = None
 
 
@@ -140,8 +161,13 @@ def _distinct(hands: list[HandLandmarks]) -> list[HandLandmarks]:
 
 
 def _same_hand(a: HandLandmarks, b: HandLandmarks) -> bool:
-    size = float(np.ptp(b.keypoints, axis=0).max())
-    return float(np.linalg.norm(a.keypoints - b.keypoints, axis=1).mean()) < SAME_HAND_DISTANCE * max(size, 1.0)
+    return _hand_distance(a.keypoints, b.keypoints) < SAME_HAND_DISTANCE
+
+
+def _hand_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """The mean distance of two hands' keypoints (21, 2), as a fraction of b's size."""
+    size = max(float(np.ptp(b, axis=0).max()), 1.0)
+    return float(np.linalg.norm(np.asarray(a) - b, axis=1).mean()) / size
 
 
 def _grid(img: np.ndarray, fraction: float, steps: int) -> list[tuple[np.ndarray, int, int]]:
