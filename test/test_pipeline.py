@@ -389,3 +389,36 @@ def test_a_tracking_detector_is_told_where_hamer_saw_the_hands(tiny_model):
     for given, hand in zip(det.followed[0], hands):
         np.testing.assert_array_equal(given, hand.keypoints_2d)
     pipeline_with(tiny_model, ROIS)(frame(), K)    # a detector without follow() is fine too
+
+
+def test_a_batch_of_frames_gives_what_one_call_each_gives(tiny_model):
+    """HandPipeline.batch: the crops of several frames through HaMeR at once, each frame still
+    detected, tracked, held and filtered in order: the same hands (ids, held flags, joints) as a
+    call per frame, also across a lost hand and a stamp going back inside a batch."""
+    from hamer_ros.perception.pipeline import Frame
+    from hamer_ros_testing import hand_skeletons
+    rng = np.random.default_rng(8)
+    truth = hand_skeletons(rng, 1)[0] + [0.05, 0.02, 0.6]
+    seen = [[landmark_detection(truth + rng.normal(0, [0.001, 0.001, 0.003]))] for _ in range(8)]
+    script = seen + [[]] * 2 + seen[:4]
+    stamps = [k / 30 for k in range(10)] + [k / 30 for k in range(4)]      # back to 0 at frame 10
+    images = [frame(k) for k in range(len(script))]
+
+    def run(batch):
+        det = SequenceDetector(script)
+        pipe = HandPipeline(PipelineConfig(device="cpu", hold_time=0.05), model=tiny_model, detector=det)
+        frames = [Frame(im, K, stamp=t) for im, t in zip(images, stamps)]
+        out = [hands for i in range(0, len(frames), batch) for hands in pipe.batch(frames[i:i + batch])]
+        return out, det.resets
+
+    one, resets_one = run(1)
+    for size in (3, 5):
+        many, resets = run(size)
+        assert resets == resets_one
+        assert [[(h.track_id, h.held, h.is_right) for h in hs] for hs in many] == \
+            [[(h.track_id, h.held, h.is_right) for h in hs] for hs in one]
+        for a, b in zip(many, one):
+            for ha, hb in zip(a, b):
+                np.testing.assert_allclose(ha.joints, hb.joints, atol=1e-5)
+                np.testing.assert_allclose(ha.vertices, hb.vertices, atol=1e-5)
+    assert any(h.held for hs in one for h in hs) and sum(len(hs) for hs in one) >= 12

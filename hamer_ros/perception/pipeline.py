@@ -7,6 +7,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -90,6 +91,31 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device '{name}' requested but this torch has no Apple GPU (MPS); use device cpu")
     return device
+
+
+@dataclass
+class Frame:
+    """One frame of a stream, as HandPipeline takes it (see __call__)."""
+
+    image: np.ndarray
+    K: np.ndarray
+    dist: np.ndarray | None = None
+    stamp: float | None = None
+    depth: np.ndarray | None = None
+
+
+@dataclass
+class _Detected:
+    """A frame between detection and HaMeR (HandPipeline.batch)."""
+
+    frame: Frame
+    K: np.ndarray
+    detections: list[Detection]
+    crops: Any                          # crop_hands' result; None without a model or hands
+    times: StageTimes
+    alive: set[int]                     # the tracker's tracks after this frame
+    missed: list[int]                   # its tracks missed in this frame (held by the filter)
+    network_keypoints: np.ndarray | None = None   # HaMeR's own, in image pixels
 
 
 class HandPipeline:
@@ -234,12 +260,30 @@ class HandPipeline:
         """The hands of one frame. `stamp`: the image's time in seconds, for tracking and filtering;
         None (independent images): nothing is filtered or held. `depth`: an aligned depth image
         (float metres, NaN = no measurement, the image's size and K) to anchor the hands on."""
-        if depth is not None and np.shape(depth)[:2] != np.shape(image_rgb)[:2]:
-            raise ValueError(f"the depth image is {np.shape(depth)[1]}x{np.shape(depth)[0]} but the colour "
-                             f"image {np.shape(image_rgb)[1]}x{np.shape(image_rgb)[0]}: use a depth image "
+        return self.batch([Frame(image_rgb, K, dist, stamp, depth)])[0]
+
+    def batch(self, frames: Sequence[Frame]) -> list[list[Hand]]:
+        """The hands of consecutive frames of one stream, their crops through HaMeR in one batch
+        (for throughput: offline annotation). Each frame is detected, tracked and filtered in
+        order exactly as one call each would, except that the detector follows HaMeR's keypoints
+        (`follow`) only from the batch's last frame on. A stamp going back ends the batch there."""
+        out: list[list[Hand]] = []
+        pending: list[_Detected] = []
+        for f in frames:
+            if pending and f.stamp is not None and self._last_stamp is not None and f.stamp < self._last_stamp:
+                out += self._finish(pending)      # the restart forgets what those frames still need
+                pending = []
+            pending.append(self._detect(f))
+        return out + self._finish(pending)
+
+    def _detect(self, f: Frame) -> _Detected:
+        if f.depth is not None and np.shape(f.depth)[:2] != np.shape(f.image)[:2]:
+            raise ValueError(f"the depth image is {np.shape(f.depth)[1]}x{np.shape(f.depth)[0]} but the colour "
+                             f"image {np.shape(f.image)[1]}x{np.shape(f.image)[0]}: use a depth image "
                              "aligned to the colour camera (e.g. RealSense aligned_depth_to_color)")
         times = StageTimes()
         t = time.perf_counter()
+        stamp = f.stamp
         gap = self.track_gap
         if self.tracker is not None:
             self.tracker.max_gap = gap
@@ -252,25 +296,75 @@ class HandPipeline:
                     # tracking (MediaPipe would look for the old hands where they were)
                     self.detector.reset()
                 self._intervals.append(stamp - self._last_stamp)   # one pause does not move the median
-        detections = [d for d in self.detector(image_rgb) if d.score >= self.config.min_score]
+        if stamp is not None:
+            self._last_stamp = stamp
+        detections = [d for d in self.detector(f.image) if d.score >= self.config.min_score]
         detections = sorted(detections, key=lambda d: -d.score)[: self.config.max_hands]
         if self.tracker is not None:
             detections = self.tracker.update(detections, stamp)
         if self.model is None and any(d.keypoints is None for d in detections):
             # boxes alone (fixed ROIs) place no hand without HaMeR: the landmark model finds each
-            detections = self._landmark_refiner()(image_rgb, detections)
+            detections = self._landmark_refiner()(f.image, detections)
         times.detect = _ms(t)
-        K = np.asarray(K, dtype=np.float64)
-        if not detections:
-            hands: list[Hand] = []
-        elif self.model is not None:
-            hands = self._mesh_hands(image_rgb, detections, K, dist, times)
-        else:
-            hands = self._joint_hands(detections, K, dist, times)
-        if hands and (depth is not None or self._scales):
+        crops = self._crop(f.image, detections, times) if self.model is not None and detections else None
+        # what the tracker knew after this frame, for when the frame is finished (later, in a batch)
+        alive = set(self.tracker.track_ids) if self.tracker is not None else set()
+        missed = list(self.tracker.missed_ids) if self.tracker is not None else []
+        return _Detected(f, np.asarray(f.K, dtype=np.float64), detections, crops, times, alive, missed)
+
+    def _finish(self, frames: list[_Detected]) -> list[list[Hand]]:
+        if not frames:
+            return []
+        params = self._forward([d for d in frames if d.crops is not None])
+        out = []
+        for d in frames:
+            if not d.detections:
+                hands: list[Hand] = []
+            elif d.crops is not None:
+                hands = self._mesh_hands(d, params.pop(0))
+            else:
+                hands = self._joint_hands(d.detections, d.K, d.frame.dist, d.times)
+            out.append(self._settle(d, hands))
+        last = frames[-1]
+        if last.network_keypoints is not None and hasattr(self.detector, "follow"):
+            # A tracking detector looks for each hand next where HaMeR saw it (it sees through occluders).
+            self.detector.follow(list(last.network_keypoints))
+        self.last_times = last.times
+        return out
+
+    def _crop(self, image: np.ndarray, dets: list[Detection], times: StageTimes) -> Any:
+        t = time.perf_counter()
+        boxes = np.stack([d.box for d in dets]).astype(np.float32)
+        is_right = np.array([d.is_right for d in dets])
+        if self.device.type == "cuda":   # the frame goes up once; crops are cut on the GPU
+            crops = crop_hands_torch(upload_frame(image, self.device), boxes, is_right, rescale=self.config.rescale)
+        else:                            # OpenCV: bit-exact with the reference, and faster on a CPU
+            crops = crop_hands(image, boxes, is_right, rescale=self.config.rescale)
+        times.crop = _ms(t)
+        return crops
+
+    def _forward(self, frames: list[_Detected]) -> list[tuple[torch.Tensor, ...]]:
+        """HaMeR on every crop of these frames at once -> each frame's (pose, betas, cam)."""
+        if not frames:
+            return []
+        t = time.perf_counter()
+        with torch.inference_mode():
+            images = frames[0].crops.images if len(frames) == 1 else torch.cat([d.crops.images for d in frames])
+            params = self.engine.decode(images)
+        elapsed = _ms(t)
+        counts = [len(d.detections) for d in frames]
+        for d, n in zip(frames, counts):
+            d.times.forward = elapsed * n / sum(counts)     # the batch's time, shared by its hands
+        bounds = np.cumsum([0] + counts)
+        return [tuple(p[a:b] for p in params) for a, b in zip(bounds[:-1], bounds[1:])]
+
+    def _settle(self, d: _Detected, hands: list[Hand]) -> list[Hand]:
+        """Depth, the finite check and the temporal filter: the frame's hands as published."""
+        stamp = d.frame.stamp
+        if hands and (d.frame.depth is not None or self._scales):
             t = time.perf_counter()
-            self._place_on_depth(hands, depth, K, dist, stream=stamp is not None)
-            times.extra["depth"] = _ms(t)
+            self._place_on_depth(hands, d.frame.depth, d.K, d.frame.dist, stream=stamp is not None, alive=d.alive)
+            d.times.extra["depth"] = _ms(t)
         finite = [h for h in hands if h.is_finite()]
         if len(finite) < len(hands):   # never into a filter or an output
             self.nonfinite_dropped += len(hands) - len(finite)
@@ -282,34 +376,21 @@ class HandPipeline:
         if stamp is not None:
             t = time.perf_counter()
             if self.smoother is not None:
-                hands = self.smoother(hands, stamp) + self.smoother.held(self.tracker.missed_ids, stamp)
-                self.smoother.keep_only(set(self.tracker.track_ids))
-            self._last_stamp = stamp
-            times.extra["filter"] = _ms(t)
-        self.last_times = times
+                hands = self.smoother(hands, stamp) + self.smoother.held(d.missed, stamp)
+                self.smoother.keep_only(d.alive)
+            d.times.extra["filter"] = _ms(t)
         return hands
 
-    def _mesh_hands(self, image: np.ndarray, dets: list[Detection], K: np.ndarray,
-                    dist: np.ndarray | None, times: StageTimes) -> list[Hand]:
-        t = time.perf_counter()
-        boxes = np.stack([d.box for d in dets]).astype(np.float32)
-        is_right = np.array([d.is_right for d in dets])
-        if self.device.type == "cuda":   # the frame goes up once; crops are cut on the GPU
-            crops = crop_hands_torch(upload_frame(image, self.device), boxes, is_right, rescale=self.config.rescale)
-        else:                            # OpenCV: bit-exact with the reference, and faster on a CPU
-            crops = crop_hands(image, boxes, is_right, rescale=self.config.rescale)
-        times.crop = _ms(t)
-
-        # On a GPU the crop, network and MANO are only queued here; they complete at to_host, the
+    def _mesh_hands(self, d: _Detected, params: tuple[torch.Tensor, ...]) -> list[Hand]:
+        dets, K, dist, crops, times = d.detections, d.K, d.frame.dist, d.crops, d.times
+        is_right = np.array([x.is_right for x in dets])
+        # On a GPU the crop, network and MANO are only queued; they complete at to_host, the
         # frame's one synchronisation, so there `mano` also holds the wait for the network.
         # `hamer-ros bench` times the device stages one by one.
         t = time.perf_counter()
         with torch.inference_mode():
-            params = self.engine.decode(crops.images)
-            times.forward = _ms(t)
             if self.tracker is not None:
-                params = (params[0], self._track_betas(params[1], dets), params[2])
-            t = time.perf_counter()
+                params = (params[0], self._track_betas(params[1], dets, d.alive), params[2])
             host = to_host(self.model.hands_from_params(*params))   # one transfer for the camera stage
         times.mano = _ms(t)
 
@@ -325,6 +406,7 @@ class HandPipeline:
         vertices, joints = _rotate(vertices, rays), _rotate(joints, rays)
         global_orient = rays @ global_orient
         keypoints = crop_keypoints_to_image(host["keypoints_2d"], crops.centers, crops.sizes, is_right)
+        d.network_keypoints = keypoints.copy()
         trans = weak_perspective_to_translation(cam, crops.centers, crops.sizes, K, is_right,
                                                 focal_crop=self.model.cfg.focal_length,
                                                 crop_size=self.model.cfg.image_size, dist=dist)
@@ -333,12 +415,9 @@ class HandPipeline:
         # joints through its crop camera, so they hold no rotation to fit). With the ray corrected
         # the latter beats weak perspective alone at every angle off the axis, the former beats
         # both (benchmarks/camera.py).
-        # A tracking detector looks for each hand next where HaMeR saw it (it sees through occluders).
-        if hasattr(self.detector, "follow"):
-            self.detector.follow(list(keypoints))
-        observed = np.array([d.keypoints is not None for d in dets])
+        observed = np.array([x.keypoints is not None for x in dets])
         if observed.any():
-            keypoints[observed] = np.stack([d.keypoints for d in dets if d.keypoints is not None])
+            keypoints[observed] = np.stack([x.keypoints for x in dets if x.keypoints is not None])
         if self.config.refine:
             if observed.any():
                 turn, trans[observed] = self._place(joints[observed], keypoints[observed], K, dist, trans[observed])
@@ -352,20 +431,20 @@ class HandPipeline:
         errors = reprojection_error(joints, trans, keypoints, K, dist=dist)
         frames = hand_frame(joints_cam, is_right)
         hands = []
-        for i, d in enumerate(dets):
+        for i, x in enumerate(dets):
             hands.append(Hand(
-                is_right=bool(d.is_right), score=float(d.score), side_score=float(d.side_score), box=d.box,
+                is_right=bool(x.is_right), score=float(x.score), side_score=float(x.side_score), box=x.box,
                 joints=joints_cam[i],
                 keypoints_2d=keypoints[i], wrist_position=joints_cam[i, 0], wrist_orientation=frames[i],
                 reprojection_error=float(errors[i]), vertices=vertices[i] + trans[i],
-                faces=self.faces_right if d.is_right else self.faces_left,
+                faces=self.faces_right if x.is_right else self.faces_left,
                 global_orient=global_orient[i], hand_pose=hand_pose[i], betas=host["betas"][i],
-                track_id=d.track_id))
+                track_id=x.track_id))
         times.camera = _ms(t)
         return hands
 
     def _place_on_depth(self, hands: list[Hand], depth: np.ndarray | None, K: np.ndarray,
-                        dist: np.ndarray | None, stream: bool) -> None:
+                        dist: np.ndarray | None, stream: bool, alive: set[int]) -> None:
         """Scales the hands along their rays, in place. A tracked hand of a stream goes through its
         track's TrackScales (size kept through frames without depth, hysteresis, a ramp); any other
         hand is scaled onto this frame's depth where depth can place it."""
@@ -387,9 +466,9 @@ class HandPipeline:
             if h.placement != "rgb":
                 _scale_about_camera(h, scale)
         if self.tracker is not None:
-            self._scales.keep_only(set(self.tracker.track_ids))
+            self._scales.keep_only(alive)
 
-    def _track_betas(self, betas: torch.Tensor, dets: list[Detection]) -> torch.Tensor:
+    def _track_betas(self, betas: torch.Tensor, dets: list[Detection], alive: set[int]) -> torch.Tensor:
         """Each track's running mean of its MANO shape (one person's hand does not change shape),
         kept on the device: no synchronisation."""
         out = betas.clone()
@@ -398,7 +477,6 @@ class HandPipeline:
             mean = mean + (betas[i] - mean) / (n + 1)
             self._betas[d.track_id] = (mean, min(n + 1, 100))   # a slow moving average past 100 frames
             out[i] = mean
-        alive = set(self.tracker.track_ids)
         for tid in [t for t in self._betas if t not in alive]:
             del self._betas[tid]
         return out
