@@ -119,6 +119,7 @@ def main() -> None:
     from std_msgs.msg import Header
 
     from hamer_ros_msgs.msg import HandArray
+    from hamer_ros import messages
     from hamer_ros.ros import convert
     from hamer_ros.ros.node import HandMeshNode
 
@@ -175,7 +176,7 @@ def main() -> None:
             "Hand.vertices = array.array('f', bytes)": lambda: setattr(HandMsg(), "vertices",
                                                                      array.array("f", vert.tobytes())),
             "HandArray of 2 hands (with vertices)": lambda: convert.hands_to_msg(header, hands, True),
-            "TF for 2 hands (+ 42 joint frames)": lambda: convert.hand_transforms(header, convert.tf_hands(hands), "", True),
+            "TF for 2 hands (+ 42 joint frames)": lambda: convert.hand_transforms(header, messages.tf_hands(hands), "", True),
             "hand_viz_node: markers from a HandArray of 2 hands (read back + CDR)": viz_markers,
         }
         print("\n### building blocks (ms, median of 50)\n")

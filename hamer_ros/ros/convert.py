@@ -14,7 +14,6 @@ Speed notes (see benchmarks/node.py):
 from __future__ import annotations
 
 import array
-import math
 import struct
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -28,19 +27,13 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hamer_ros_msgs.msg import Hand as HandMsg
 from hamer_ros_msgs.msg import HandArray, MeshFaces
 
+from ..messages import PLACEMENT_NAMES, hand_fields, tf_poses
 from ..perception.overlay import BONES, COLOURS
 from ..perception.types import Hand
 
 # The 20 bones of the OpenPose hand graph (joint order: see msg/Hand.msg), as the CLI overlays draw them.
 SKELETON = BONES
 _BONES = np.asarray(SKELETON, dtype=np.intp)
-
-# Names of the 21 joints, for the optional per-joint TF frames.
-JOINT_NAMES = ("wrist", "thumb_cmc", "thumb_mcp", "thumb_ip", "thumb_tip",
-               "index_mcp", "index_pip", "index_dip", "index_tip",
-               "middle_mcp", "middle_pip", "middle_dip", "middle_tip",
-               "ring_mcp", "ring_pip", "ring_dip", "ring_tip",
-               "pinky_mcp", "pinky_pip", "pinky_dip", "pinky_tip")
 
 # RGBA in [0, 1], the overlays' colours; left and right differ so a mirrored or swapped hand is
 # obvious in RViz.
@@ -51,122 +44,25 @@ SKELETON_WIDTH = 0.004   # m, LINE_LIST line width
 # ---------------------------------------------------------------------------------------------
 # geometry helpers
 
-def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
-    """[..., 3, 3] rotation matrices -> [..., 4] unit quaternions (x, y, z, w), w >= 0.
-
-    Shepperd's method: picks the numerically largest of 4w², 4x², 4y², 4z² as the pivot, so it is
-    stable for every rotation (incl. 180°). Slightly non-orthonormal input still gives a unit
-    quaternion close to the nearest rotation.
-    """
-    R = np.asarray(R, dtype=np.float64)
-    if R.shape == (3, 3):
-        return _quaternion_one(R)
-    m00, m11, m22 = R[..., 0, 0], R[..., 1, 1], R[..., 2, 2]
-    trace = m00 + m11 + m22
-    cands = np.stack([trace, m00, m11, m22], axis=-1)
-    pivot = np.argmax(cands, axis=-1)
-    q = np.empty(R.shape[:-2] + (4,))
-    # 4 candidate solutions, each computed everywhere and selected by pivot (vectorised).
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = np.sqrt(np.maximum(1.0 + trace, 1e-300)) * 2.0
-        qw = np.stack([(R[..., 2, 1] - R[..., 1, 2]) / s, (R[..., 0, 2] - R[..., 2, 0]) / s,
-                       (R[..., 1, 0] - R[..., 0, 1]) / s, 0.25 * s], axis=-1)
-        s = np.sqrt(np.maximum(1.0 + m00 - m11 - m22, 1e-300)) * 2.0
-        qx = np.stack([0.25 * s, (R[..., 0, 1] + R[..., 1, 0]) / s, (R[..., 0, 2] + R[..., 2, 0]) / s,
-                       (R[..., 2, 1] - R[..., 1, 2]) / s], axis=-1)
-        s = np.sqrt(np.maximum(1.0 - m00 + m11 - m22, 1e-300)) * 2.0
-        qy = np.stack([(R[..., 0, 1] + R[..., 1, 0]) / s, 0.25 * s, (R[..., 1, 2] + R[..., 2, 1]) / s,
-                       (R[..., 0, 2] - R[..., 2, 0]) / s], axis=-1)
-        s = np.sqrt(np.maximum(1.0 - m00 - m11 + m22, 1e-300)) * 2.0
-        qz = np.stack([(R[..., 0, 2] + R[..., 2, 0]) / s, (R[..., 1, 2] + R[..., 2, 1]) / s, 0.25 * s,
-                       (R[..., 1, 0] - R[..., 0, 1]) / s], axis=-1)
-    allq = np.stack([qw, qx, qy, qz], axis=-2)                      # [..., 4 pivots, 4]
-    q = np.take_along_axis(allq, pivot[..., None, None], axis=-2)[..., 0, :]
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    return np.where(q[..., 3:4] < 0, -q, q)                          # one canonical sign
-
-
-def _quaternion_one(R: np.ndarray) -> np.ndarray:
-    """The same for one matrix in plain floats: ~20x faster than the vectorised form on one 3x3,
-    and the node converts a few per frame."""
-    (m00, m01, m02), (m10, m11, m12), (m20, m21, m22) = R.tolist()
-    trace = m00 + m11 + m22
-    pivot = max((trace, 0), (m00, 1), (m11, 2), (m22, 3))[1]
-    if pivot == 0:
-        s = math.sqrt(max(1.0 + trace, 1e-300)) * 2.0
-        q = ((m21 - m12) / s, (m02 - m20) / s, (m10 - m01) / s, 0.25 * s)
-    elif pivot == 1:
-        s = math.sqrt(max(1.0 + m00 - m11 - m22, 1e-300)) * 2.0
-        q = (0.25 * s, (m01 + m10) / s, (m02 + m20) / s, (m21 - m12) / s)
-    elif pivot == 2:
-        s = math.sqrt(max(1.0 - m00 + m11 - m22, 1e-300)) * 2.0
-        q = ((m01 + m10) / s, 0.25 * s, (m12 + m21) / s, (m02 - m20) / s)
-    else:
-        s = math.sqrt(max(1.0 - m00 - m11 + m22, 1e-300)) * 2.0
-        q = ((m02 + m20) / s, (m12 + m21) / s, 0.25 * s, (m10 - m01) / s)
-    n = math.sqrt(sum(c * c for c in q))
-    sign = -1.0 if q[3] < 0 else 1.0
-    return np.array([sign * c / n for c in q])
-
-
-def tf_hands(hands: Sequence[Hand], previous: Mapping[str, int] | None = None) -> dict[str, Hand]:
-    """The hand each side's TF frame shows (TF has one frame per side): only a hand seen in this
-    frame, never a held one, and with finite values; the track the frame showed last while that
-    track is seen (two hands of one side never swap it back and forth), else the best-scoring."""
-    previous = previous or {}
-    live = [h for h in hands if not h.held and h.is_finite()]
-
-    def rank(h: Hand) -> tuple[bool, float]:
-        return h.track_id >= 0 and h.track_id == previous.get(h.side), h.score
-
-    return {side: max((h for h in live if h.side == side), key=rank) for side in {h.side for h in live}}
-
-
 # ---------------------------------------------------------------------------------------------
 # HandArray
 
-PLACEMENT_CODES = {"rgb": HandMsg.PLACEMENT_RGB, "rgbd": HandMsg.PLACEMENT_RGBD,
-                   "rgbd-held": HandMsg.PLACEMENT_RGBD_HELD}
-PLACEMENT_NAMES = {code: name for name, code in PLACEMENT_CODES.items()}
-
-
 def hand_to_msg(hand: Hand, publish_vertices: bool = True) -> HandMsg:
+    f = hand_fields(hand, publish_vertices)
     m = HandMsg()
-    m.side = HandMsg.RIGHT if hand.is_right else HandMsg.LEFT
-    m.track_id = int(hand.track_id)
-    m.score = float(hand.score)
-    m.side_score = float(hand.side_score)
-    m.box = np.asarray(hand.box, dtype=np.float32).reshape(4)
-    joints = np.asarray(hand.joints, dtype=np.float64).reshape(21, 3)
+    for name in ("side", "track_id", "score", "side_score", "box", "keypoints_2d", "global_orient", "hand_pose",
+                 "betas", "reprojection_error", "has_mesh", "held", "placement", "scale", "depth_residual"):
+        setattr(m, name, f[name])
     # The fixed-size Point[21] already holds 21 Points: fill them instead of building new ones.
-    for p, (x, y, z) in zip(m.joints, joints.tolist()):
-        p.x, p.y, p.z = x, y, z
-    for p, (x, y, z) in zip(m.joints_local, np.asarray(hand.joints_local).reshape(21, 3).tolist()):
-        p.x, p.y, p.z = x, y, z
-    m.held = bool(hand.held)
-    m.keypoints_2d = np.asarray(hand.keypoints_2d, dtype=np.float32).reshape(42)
-    wx, wy, wz = np.asarray(hand.wrist_position, dtype=np.float64).reshape(3).tolist()
-    m.wrist.position.x, m.wrist.position.y, m.wrist.position.z = wx, wy, wz
-    qx, qy, qz, qw = rotation_to_quaternion(hand.wrist_orientation).tolist()
-    o = m.wrist.orientation
-    o.x, o.y, o.z, o.w = qx, qy, qz, qw
-    m.reprojection_error = float(hand.reprojection_error)
-    on_depth = hand.placement == "rgbd"
-    m.placement = PLACEMENT_CODES[hand.placement]
-    m.scale = float(hand.scale)
-    # NaN whenever not placed on this frame's depth, whatever the Hand holds: the field's documented meaning
-    m.depth_residual = float(hand.depth_residual) if on_depth else float("nan")
-    has_mesh = hand.vertices is not None
-    m.has_mesh = has_mesh
-    if hand.global_orient is not None:
-        m.global_orient = np.asarray(hand.global_orient, dtype=np.float32).reshape(9)
-    if hand.hand_pose is not None:
-        m.hand_pose = np.asarray(hand.hand_pose, dtype=np.float32).reshape(135)
-    if hand.betas is not None:
-        m.betas = np.asarray(hand.betas, dtype=np.float32).reshape(10)
-    if publish_vertices and has_mesh:
+    for points, name in ((m.joints, "joints"), (m.joints_local, "joints_local")):
+        for p, (x, y, z) in zip(points, f[name].tolist()):
+            p.x, p.y, p.z = x, y, z
+    pos, o = m.wrist.position, m.wrist.orientation
+    pos.x, pos.y, pos.z = f["wrist_position"].tolist()
+    o.x, o.y, o.z, o.w = f["wrist_quaternion"].tolist()
+    if len(f["vertices"]):
         # array.array from bytes: one memcpy, no per-element Python checks.
-        m.vertices = array.array("f", np.ascontiguousarray(hand.vertices, dtype=np.float32).tobytes())
+        m.vertices = array.array("f", f["vertices"].tobytes())
     return m
 
 
@@ -219,32 +115,16 @@ def faces_from_msg(m: MeshFaces) -> dict[bool, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # TF
 
-def _transform(header: Header, child: str, xyz: Sequence[float], q: Sequence[float]) -> TransformStamped:
-    t = TransformStamped(header=header, child_frame_id=child)
-    tr, ro = t.transform.translation, t.transform.rotation
-    tr.x, tr.y, tr.z = xyz
-    ro.x, ro.y, ro.z, ro.w = q
-    return t
-
-
-def hand_frame_name(prefix: str, side: str, name: str = "wrist") -> str:
-    return f"{prefix}{side}_hand/{name}"
-
-
 def hand_transforms(header: Header, selected: Mapping[str, Hand], prefix: str = "",
                     joint_frames: bool = False) -> list[TransformStamped]:
-    """camera frame (header.frame_id) -> <prefix><side>_hand/wrist for each side's hand (see
-    tf_hands), and, with joint_frames, -> <prefix><side>_hand/joint_<k> (k = 0..20, camera-aligned,
-    identity rotation: a joint position has no orientation of its own). Stamped with header.stamp."""
+    """messages.tf_poses as TransformStamped, stamped and framed by header (the image's)."""
     out = []
-    for side, h in selected.items():
-        q = rotation_to_quaternion(h.wrist_orientation).tolist()
-        out.append(_transform(header, hand_frame_name(prefix, side),
-                              np.asarray(h.wrist_position, dtype=np.float64).reshape(3).tolist(), q))
-        if joint_frames:
-            for k, xyz in enumerate(np.asarray(h.joints, dtype=np.float64).reshape(21, 3).tolist()):
-                out.append(_transform(header, hand_frame_name(prefix, side, f"joint_{k}"), xyz,
-                                      (0.0, 0.0, 0.0, 1.0)))
+    for child, xyz, q in tf_poses(selected, prefix, joint_frames):
+        t = TransformStamped(header=header, child_frame_id=child)
+        tr, ro = t.transform.translation, t.transform.rotation
+        tr.x, tr.y, tr.z = xyz
+        ro.x, ro.y, ro.z, ro.w = q
+        out.append(t)
     return out
 
 

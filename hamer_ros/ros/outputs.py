@@ -12,7 +12,8 @@ from tf2_msgs.msg import TFMessage
 
 from hamer_ros_msgs.msg import HandArray, MeshFaces
 
-from .convert import hand_transforms, hands_to_msg, mesh_faces_msg, tf_hands
+from ..messages import tf_hands
+from .convert import hand_transforms, hands_to_msg, mesh_faces_msg
 from ..settings import frame_prefix
 from .parameters import Options
 

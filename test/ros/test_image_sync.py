@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from hamer_ros import messages
 from hamer_ros.ros.image import SUPPORTED_ENCODINGS, ImageConversionError, image_to_rgb
 from hamer_ros.ros.sync import (CameraInfoSync, LatestMailbox, StampMonitor, Throttle,
                                 check_intrinsics, intrinsics_from_camera_info, stamp_to_ns)
@@ -306,16 +307,15 @@ def _hand(is_right=True, score=0.9, with_mesh=True, seed=0):
 
 
 def test_quaternion_matches_scipy():
-    convert = _convert()
     from scipy.spatial.transform import Rotation
     R = Rotation.random(500, random_state=2)
     ref = R.as_quat()
     ref = np.where(ref[:, 3:] < 0, -ref, ref)
-    np.testing.assert_allclose(convert.rotation_to_quaternion(R.as_matrix()), ref, atol=1e-12)
+    np.testing.assert_allclose(messages.rotation_to_quaternion(R.as_matrix()), ref, atol=1e-12)
     for m, q in zip(R.as_matrix()[:100], ref[:100]):      # the one-matrix fast path
-        np.testing.assert_allclose(convert.rotation_to_quaternion(m), q, atol=1e-12)
+        np.testing.assert_allclose(messages.rotation_to_quaternion(m), q, atol=1e-12)
     for axis in np.eye(3):   # 180° turns: the trace pivot alone would divide by ~0
-        q = convert.rotation_to_quaternion(Rotation.from_rotvec(np.pi * axis).as_matrix())
+        q = messages.rotation_to_quaternion(Rotation.from_rotvec(np.pi * axis).as_matrix())
         np.testing.assert_allclose(np.abs(q), np.r_[axis, 0.0], atol=1e-12)
 
 
@@ -385,7 +385,7 @@ def test_tf_live_hands_per_side_and_joint_frames():
     hands = [_hand(True, 0.6, seed=1), _hand(True, 0.9, seed=2), _hand(False, 0.7, seed=3)]
     for i, h in enumerate(hands):
         h.track_id = i
-    selected = convert.tf_hands(hands)
+    selected = messages.tf_hands(hands)
     tfs = convert.hand_transforms(header, selected, prefix="r1/")
     assert sorted(t.child_frame_id for t in tfs) == ["r1/left_hand/wrist", "r1/right_hand/wrist"]
     right = next(t for t in tfs if t.child_frame_id == "r1/right_hand/wrist")
@@ -398,23 +398,22 @@ def test_tf_live_hands_per_side_and_joint_frames():
 
 
 def test_tf_never_shows_a_held_or_broken_hand_and_sticks_to_its_track():
-    convert = _convert()
     live, other, held = _hand(True, 0.6, seed=1), _hand(True, 0.9, seed=2), _hand(True, 0.99, seed=3)
     live.track_id, other.track_id, held.track_id = 1, 2, 3
     held.held = True
     # a held hand never, whatever its score; the best live one otherwise
-    assert convert.tf_hands([held, live])["right"] is live
-    assert convert.tf_hands([held]) == {}
-    assert convert.tf_hands([live, other])["right"] is other
+    assert messages.tf_hands([held, live])["right"] is live
+    assert messages.tf_hands([held]) == {}
+    assert messages.tf_hands([live, other])["right"] is other
     # the track the frame showed last, while it is seen, even beside a higher score
-    assert convert.tf_hands([live, other], previous={"right": 1})["right"] is live
-    assert convert.tf_hands([other], previous={"right": 1})["right"] is other
+    assert messages.tf_hands([live, other], previous={"right": 1})["right"] is live
+    assert messages.tf_hands([other], previous={"right": 1})["right"] is other
     bad = _hand(True, 0.99, seed=4)
     bad.joints[3] = np.nan
-    assert convert.tf_hands([bad]) == {}
+    assert messages.tf_hands([bad]) == {}
     bad = _hand(True, 0.99, seed=5)
     bad.vertices[0, 0] = np.inf
-    assert convert.tf_hands([bad, live])["right"] is live
+    assert messages.tf_hands([bad, live])["right"] is live
 
 
 def test_marker_cdr_equals_message_objects():
