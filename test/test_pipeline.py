@@ -422,3 +422,15 @@ def test_a_batch_of_frames_gives_what_one_call_each_gives(tiny_model):
                 np.testing.assert_allclose(ha.joints, hb.joints, atol=1e-5)
                 np.testing.assert_allclose(ha.vertices, hb.vertices, atol=1e-5)
     assert any(h.held for hs in one for h in hs) and sum(len(hs) for hs in one) >= 12
+
+
+def test_a_slow_stream_keeps_its_tracks_from_the_first_frame_on():
+    """Frames 101 ms apart (a 10 Hz camera's jitter, just over hold_time): the second frame
+    continues the first frame's tracks: its interval is taken as the frame period, which is not
+    known before it (later frames use the median of the last intervals)."""
+    from hamer_ros_testing import hand_skeletons
+    truth = hand_skeletons(np.random.default_rng(3), 1)[0] + [0.05, 0.02, 0.6]
+    det = SequenceDetector([[landmark_detection(truth)]])
+    pipe = HandPipeline(PipelineConfig(device="cpu", hold_time=0.1), detector=det)
+    ids = [h.track_id for k in range(5) for h in pipe(frame(), K, stamp=10.0 + k * 0.101)]
+    assert ids == [ids[0]] * 5 and det.resets == 0

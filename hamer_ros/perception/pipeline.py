@@ -65,6 +65,7 @@ class PipelineConfig:
 
 
 MIN_TRACK_GAP = 0.05   # s: with hold_time 0 a track still spans consecutive frames of a fast camera
+FIRST_TRACK_GAP_MAX = 1.0   # s: the second frame of a stream continues the first's tracks if this close
 
 # Fixed when the pipeline is built (model, weights, detector kind): changing them means a new one.
 RESTART_FIELDS = frozenset({"checkpoint", "mano", "device", "precision", "backend", "engine_cache",
@@ -240,6 +241,11 @@ class HandPipeline:
         frame = float(np.median(self._intervals)) if self._intervals else 0.0
         return max(self.config.hold_time, 2.5 * frame, MIN_TRACK_GAP)
 
+    def restart(self) -> None:
+        """A new stream: as a new pipeline (track ids from 0 again) with the same model and engine."""
+        self.reset_tracking()
+        self._make_tracking(self.config)
+
     def reset_tracking(self) -> None:
         """Forget tracks, filters and the detector's own tracking, e.g. when time jumps back (a
         looping bag). The pipeline does it itself when the stamps go backwards."""
@@ -285,6 +291,9 @@ class HandPipeline:
         t = time.perf_counter()
         stamp = f.stamp
         gap = self.track_gap
+        if stamp is not None and self._last_stamp is not None and not self._intervals:
+            # a stream's second frame: its interval is the only frame period known yet
+            gap = max(gap, min(2.5 * (stamp - self._last_stamp), FIRST_TRACK_GAP_MAX))
         if self.tracker is not None:
             self.tracker.max_gap = gap
         if stamp is not None and self._last_stamp is not None:
