@@ -142,3 +142,17 @@ def tf_poses(selected: Mapping[str, Hand], prefix: str = "", joint_frames: bool 
             for k, xyz in enumerate(np.asarray(h.joints, dtype=np.float64).reshape(21, 3).tolist()):
                 out.append((hand_frame_name(prefix, side, f"joint_{k}"), xyz, [0.0, 0.0, 0.0, 1.0]))
     return out
+
+
+# sensor_msgs/CompressedImage.format of a JPEG made from an rgb8 image (image_transport's wording)
+JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 80) -> bytes:
+    """An RGB image as JPEG, for a CompressedImage of JPEG_FORMAT."""
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a {rgb.shape} image as JPEG")
+    return jpeg.tobytes()

@@ -27,7 +27,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 from hamer_ros_msgs.msg import Hand as HandMsg
 from hamer_ros_msgs.msg import HandArray, MeshFaces
 
-from ..messages import PLACEMENT_NAMES, hand_fields, tf_poses
+from ..messages import JPEG_FORMAT, PLACEMENT_NAMES, hand_fields, jpeg_bytes, tf_poses
 from ..perception.overlay import BONES, COLOURS
 from ..perception.types import Hand
 
@@ -276,17 +276,9 @@ def image_msg(header: Header, rgb: np.ndarray) -> Image:
 
 # CompressedImage.format as image_transport's compressed plugin writes it for an rgb8 source
 # (the JPEG holds BGR, as OpenCV writes it); image_transport's subscribers decode by it.
-JPEG_FORMAT = "rgb8; jpeg compressed bgr8"
-
-
 def compressed_image_msg(header: Header, rgb: np.ndarray, quality: int = 80) -> CompressedImage:
     """The image as sensor_msgs/CompressedImage (JPEG), for hands/debug_image/compressed."""
-    import cv2
-
-    ok, jpeg = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    if not ok:
-        raise RuntimeError(f"OpenCV could not encode a {rgb.shape} image as JPEG")
-    return CompressedImage(header=header, format=JPEG_FORMAT, data=array.array("B", jpeg.tobytes()))
+    return CompressedImage(header=header, format=JPEG_FORMAT, data=array.array("B", jpeg_bytes(rgb, quality)))
 
 
 def scale_image(rgb: np.ndarray, scale: float) -> np.ndarray:

@@ -102,6 +102,22 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     return cv2.cvtColor(src, code)
 
 
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """A uint8 HxWx3 RGB array for a CompressedImage (JPEG or PNG colour image). Raises
+    ImageConversionError for compressed depth (compressedDepth) and for data that does not decode."""
+    fmt = str(msg.format)
+    if "compresseddepth" in fmt.lower().replace(" ", ""):
+        raise ImageConversionError("compressed_depth", f"'{fmt}' is a compressed depth image, not a colour one")
+    import cv2
+
+    data = np.frombuffer(memoryview(msg.data), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageConversionError("undecodable", f"the {len(data)} bytes of this '{fmt}' image do not decode "
+                                                  "(truncated or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 # depth encoding -> (dtype of one sample, metres per unit)
 DEPTH_ENCODINGS = {"16uc1": (np.uint16, 0.001), "mono16": (np.uint16, 0.001), "32fc1": (np.float32, 1.0)}
 SUPPORTED_DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")

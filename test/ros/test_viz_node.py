@@ -86,7 +86,7 @@ def test_markers_are_the_hand_arrays_meshes_and_skeletons(tester, nodes):
 
 def test_debug_images_carry_their_images_stamp_scaled_and_compressed(tester, nodes):
     import cv2
-    from hamer_ros.ros.convert import JPEG_FORMAT
+    from hamer_ros.messages import JPEG_FORMAT
 
     mesh, viz, camera = nodes
     picture = _smooth_picture()
