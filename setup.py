@@ -9,7 +9,9 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["hamer_ros", "hamer_ros.*"]),
     # MediaPipe's hand models, converted (Apache-2.0: NOTICE.md goes with them)
-    package_data={"hamer_ros.perception.hand_models": ["*.npz", "NOTICE.md"]},
+    package_data={"hamer_ros.perception.hand_models": ["*.npz", "NOTICE.md"],
+                  # hamer_ros_msgs' definitions (a link to ros2/hamer_ros_msgs/msg), for `hamer-ros bag`
+                  "hamer_ros": ["msg/*.msg"]},
     install_requires=[
         "torch>=2.1",           # the network; never pinned here so a CUDA/Jetson build is kept
         "numpy>=1.24",
@@ -27,6 +29,10 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17", "onnxscript>=0.2"],  # onnxscript: torch.onnx's exporter
         # Torch-TensorRT is not an extra: each release pins one torch release, and resolving it
         # here would replace a CUDA/Jetson torch. scripts/bootstrap.sh installs the matching one.
+        # `hamer-ros bag`: rosbag2 recordings read without ROS (rosbags: MCAP and sqlite3, CDR, message
+        # definitions) and the annotations written as MCAP (mcap: the format's reference library)
+        "bag": ["rosbags>=0.10.4", "mcap>=1.1"],
+        "ray": ["ray>=2.10"],          # `hamer-ros bag --ray`: windows spread over a cluster
         "test": ["pytest>=7", "pytest-timeout>=2", "vermin>=1.6"],   # vermin: the Python 3.10 check
     },
     entry_points={"console_scripts": ["hamer-ros=hamer_ros.cli:main"]},

@@ -609,9 +609,96 @@ def build_parser() -> argparse.ArgumentParser:
     vid.add_argument("--side-switch-frames", type=frame_count, default=default("side_switch_frames"),
                      metavar="N", help="consecutive frames that disagree with a hand's side before it changes, e.g. 5")
     inf.set_defaults(func=cmd_infer)
+    add_bag_parser(sub)
     from . import bench
     bench.add_parser(sub)
     return ap
+
+
+BAG_EXAMPLES = """examples:
+  hamer-ros bag session_01/ --out session_01_hands.mcap --checkpoint _DATA/hamer_ckpts/checkpoints/hamer.ckpt
+  hamer-ros bag a.mcap b/ --out hands.mcap --image /camera/color/image_raw --overlay
+  hamer-ros bag day1/*/ --out day1.mcap --checkpoint hamer.ckpt --ray auto --workers 8
+Run it again with the same arguments after an interruption: finished windows are kept."""
+
+
+def add_bag_parser(sub: Any) -> None:
+    bag = sub.add_parser(
+        "bag", help="annotate rosbag2 recordings (MCAP, sqlite3) with hands into one MCAP",
+        description="Reads the recordings (no ROS install needed), runs the node's pipeline on their own stamps "
+                    "(tracking and filtering; one camera per frame id) and writes HandArray on /hands, /tf and "
+                    "optionally the overlay on /hands/debug_image/compressed, under each image's header and log "
+                    "time: ros2 bag play, RViz and Foxglove read the result.",
+        epilog=BAG_EXAMPLES, formatter_class=HelpFormatter)
+    bag.add_argument("inputs", nargs="+", type=Path, metavar="RECORDING",
+                     help="rosbag2 folders or .mcap files, e.g. session_01/ take2.mcap")
+    bag.add_argument("--out", required=True, type=mcap_out, help="the MCAP to write, e.g. hands.mcap")
+    bag.add_argument("--image", default="", metavar="TOPIC",
+                     help="colour image topic (Image or CompressedImage); default: every image topic not named depth")
+    bag.add_argument("--depth", default="", metavar="TOPIC",
+                     help="aligned depth topic; default: one named aligned depth if the recording has it; none: off")
+    bag.add_argument("--image-is-rectified", action="store_true",
+                     help="the images are rectified (image_rect*): CameraInfo's P applies, no distortion")
+    bag.add_argument("--checkpoint", type=checkpoint_file,
+                     help="HaMeR checkpoint, e.g. _DATA/hamer_ckpts/checkpoints/hamer.ckpt; without it: joints only")
+    bag.add_argument("--mano", type=mano_file, help="MANO_RIGHT.pkl or its folder (optional; needs --checkpoint)")
+    bag.add_argument("--device", type=device, default=default("device"), help="auto, cpu, cuda or cuda:N")
+    bag.add_argument("--precision", default=default("precision"), choices=PARAMETER_SPECS["precision"].choices,
+                     help="network precision; fp16 on NVIDIA GPUs")
+    bag.add_argument("--backend", default=default("backend"), choices=PARAMETER_SPECS["backend"].choices,
+                     help="inference engine")
+    bag.add_argument("--max-hands", type=positive_int, default=default("max_hands"), metavar="N",
+                     help="most hands per frame and camera")
+    bag.add_argument("--batch", type=positive_int, default=8, metavar="N",
+                     help="frames per HaMeR batch (throughput; 1 follows HaMeR's keypoints every frame, as the node)")
+    bag.add_argument("--overlay", action="store_true", help="also write the drawn hands as JPEG images")
+    bag.add_argument("--no-vertices", action="store_true", help="leave the 778 mesh vertices out of HandArray")
+    bag.add_argument("--window", type=positive_float, default=60.0, metavar="S",
+                     help="seconds of recording per unit of work (a worker's share; what an interruption redoes)")
+    bag.add_argument("--warmup", type=non_negative_float, default=2.0, metavar="S",
+                     help="seconds before each window run to settle tracking and filters (not written)")
+    bag.add_argument("--ray", default="", metavar="ADDRESS",
+                     help="run the windows on a Ray cluster: auto (the running one), local, or ray://host:10001")
+    bag.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                     help="Ray workers (one GPU each on a GPU device)")
+    bag.add_argument("--quiet", action="store_true", help="no progress bar")
+    bag.set_defaults(func=cmd_bag)
+
+
+def mcap_out(text: str) -> Path:
+    p = Path(text).expanduser()
+    if p.suffix != ".mcap":
+        raise argparse.ArgumentTypeError(f"'{text}': the output is one MCAP file, e.g. hands.mcap")
+    if p.is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is a folder")
+    return p
+
+
+def cmd_bag(args: argparse.Namespace) -> int:
+    try:
+        from .bag.job import BagError, Settings
+        from .bag.run import annotate
+    except ImportError as e:
+        raise CliError(f"{e.name} is missing: pip install 'hamer_ros[bag]' (rosbags, mcap)") from None
+    if args.mano and not args.checkpoint:
+        raise CliError("--mano needs --checkpoint: MANO alone gives no hands", code=2)
+    for p in args.inputs:
+        if not p.exists():
+            raise CliError(f"no such recording: {p}", code=2)
+    pipeline = {"device": args.device, "precision": args.precision, "backend": args.backend,
+                "max_hands": args.max_hands, "checkpoint": str(args.checkpoint or ""), "mano": str(args.mano or "")}
+    settings = Settings(pipeline=pipeline, image_topic=args.image, depth_topic=args.depth,
+                        image_is_rectified=args.image_is_rectified, batch=args.batch, overlay=args.overlay,
+                        publish_vertices=not args.no_vertices, window_s=args.window, warmup_s=args.warmup)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        summary = annotate(list(args.inputs), args.out, settings, ray_address=args.ray, workers=args.workers,
+                           show_progress=not args.quiet)
+    except BagError as e:
+        raise CliError(str(e)) from None
+    for line in summary.lines():
+        print(line)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -623,7 +710,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hamer-ros {args.command}: error: {e}", file=sys.stderr)
         return e.code
     except KeyboardInterrupt:
-        print(f"hamer-ros {args.command}: interrupted (finished frames are kept)", file=sys.stderr)
+        kept = "finished windows are kept: run it again to go on" if args.command == "bag" else "finished frames are kept"
+        print(f"hamer-ros {args.command}: interrupted ({kept})", file=sys.stderr)
         return 130
 
 

@@ -46,8 +46,9 @@ v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2])
 sys.exit(0 if v < (2, 4) else 1)" 2>/dev/null; then
   numpy_pin=("numpy<2")
 fi
-# One pip call so one resolver sees every constraint (setuptools<80 for colcon).
-"${pip[@]}" -e ".[test,onnx]" "${numpy_pin[@]}" "${ros_pkgs[@]}"
+# One pip call so one resolver sees every constraint (setuptools<80 for colcon). test.sh adds the
+# ray extra (HAMER_ROS_EXTRAS) for the test of `hamer-ros bag --ray`.
+"${pip[@]}" -e ".[${HAMER_ROS_EXTRAS:-test,onnx,bag}]" "${numpy_pin[@]}" "${ros_pkgs[@]}"
 
 # Torch-TensorRT for the `tensorrt` backend, on request only (several GB): HAMER_ROS_TENSORRT=1.
 # Only beside a CUDA torch, and the release made for that torch (each Torch-TensorRT wheel pins one

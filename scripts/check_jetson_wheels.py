@@ -3,7 +3,7 @@
     python scripts/check_jetson_wheels.py [--also REQ ...]
 
 JetPack 6 is linux-aarch64, CPython 3.10, glibc 2.35. The requirements are the ones
-scripts/bootstrap.sh installs (setup.py with the onnx and test extras, under
+scripts/bootstrap.sh installs (setup.py with the onnx, test, bag and ray extras, under
 scripts/constraints.txt, and numpy<2 as beside JetPack's torch 2.3). torch is not taken from the
 index: JetPack brings its own CUDA build, so a stand-in wheel of JetPack 6.0's torch version takes
 its place, and a dependency that needs a newer torch still fails here. Prints the version picked for every package (exit 0), or the
@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("onnx", "test")
+EXTRAS = ("onnx", "test", "bag", "ray")
 JETPACK_TORCH = "2.3.0"     # JetPack 6.0's PyTorch (6.1 and 6.2 ship newer ones)
 # glibc 2.35 (Ubuntu 22.04) runs every manylinux wheel up to manylinux_2_35
 PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_31_aarch64",

@@ -3,6 +3,7 @@
 # package (real rosidl generation of msg/), and runs every test, the ROS ones on real rclpy + DDS.
 # Extra arguments go to pytest (e.g. `-k camera`, `-m "not slow"`).
 set -euo pipefail
+export HAMER_ROS_EXTRAS=test,onnx,bag,ray
 # shellcheck source=/dev/null
 source "$(dirname "${BASH_SOURCE[0]}")/prepare.sh"
 # DDS stays on this machine, and parallel runs do not see each other.
