@@ -11,7 +11,7 @@ setup(
     # MediaPipe's hand models, converted (Apache-2.0: NOTICE.md goes with them)
     package_data={"hamer_ros.perception.hand_models": ["*.npz", "NOTICE.md"],
                   # hamer_ros_msgs' definitions (a link to ros2/hamer_ros_msgs/msg), for `hamer-ros bag`
-                  "hamer_ros": ["msg/*.msg"]},
+                  "hamer_ros.bag": ["definitions/*.msg"]},
     install_requires=[
         "torch>=2.1",           # the network; never pinned here so a CUDA/Jetson build is kept
         "numpy>=1.24",

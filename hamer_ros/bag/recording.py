@@ -191,12 +191,12 @@ _TYPESTORE: Any = None
 
 def typestore() -> Any:
     """rosbags' message types of ROS 2 (Jazzy; the image, CameraInfo and TF messages are the same
-    in Humble) plus hamer_ros_msgs, from msg/ in this package."""
+    in Humble) plus hamer_ros_msgs, from definitions/ here (a link to ros2/hamer_ros_msgs/msg)."""
     global _TYPESTORE
     if _TYPESTORE is None:
         from rosbags.typesys import Stores, get_types_from_msg, get_typestore
         store = get_typestore(Stores.ROS2_JAZZY)
-        msg_dir = Path(__file__).resolve().parent.parent / "msg"
+        msg_dir = Path(__file__).parent / "definitions"
         types: dict[str, Any] = {}
         for f in sorted(msg_dir.glob("*.msg")):
             types.update(get_types_from_msg(f.read_text(), f"hamer_ros_msgs/msg/{f.stem}"))
