@@ -151,7 +151,7 @@ def _run_on_ray(address: str, workers: int, settings: Settings, camera_infos: di
                  log_to_driver=False, include_dashboard=False)
     try:
         actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(_WindowActor)
-        threads = _torch_threads()
+        threads = max(1, _torch_threads() // max(1, workers))
         pool = ActorPool([actor.remote(settings, camera_infos, threads) for _ in range(max(1, workers))])
         for st in pool.map_unordered(lambda a, w: a.run.remote(w, str(parts / f"{w.name}.mcap")), todo):
             bar.update(st.frames)
@@ -164,8 +164,7 @@ def _run_on_ray(address: str, workers: int, settings: Settings, camera_infos: di
 class _WindowActor:
     def __init__(self, settings: Settings, camera_infos: dict, threads: int) -> None:
         import torch
-        # Ray gives a 1-CPU actor one thread; the driver's count makes its sums (and so its
-        # results, to the last bit) those of a single process on the same machine
+        # the machine's cores shared among the workers (Ray gives a 1-CPU actor one thread)
         torch.set_num_threads(threads)
         self.annotator = Annotator(settings, camera_infos)
 
