@@ -148,6 +148,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def whole_number(low: int, high: int) -> Any:
+    """An argparse type: a whole number from low to high."""
+    def parse(text: str) -> int:
+        value = _number(text, low, high, f"a whole number from {low} to {high}")
+        if value != int(value):
+            raise argparse.ArgumentTypeError(f"'{text}': expected a whole number from {low} to {high}")
+        return int(value)
+    return parse
+
+
 def _number(text: str, low: float, high: float, what: str) -> float:
     try:
         value = float(text)
@@ -649,7 +659,7 @@ def add_bag_parser(sub: Any) -> None:
                      help="inference engine")
     bag.add_argument("--max-hands", type=positive_int, default=default("max_hands"), metavar="N",
                      help="most hands per frame and camera")
-    bag.add_argument("--batch", type=positive_int, default=8, metavar="N",
+    bag.add_argument("--batch", type=whole_number(1, 256), default=8, metavar="N",
                      help="frames per HaMeR batch (throughput; 1 follows HaMeR's keypoints every frame, as the node)")
     bag.add_argument("--overlay", action="store_true", help="also write the drawn hands as JPEG images")
     bag.add_argument("--no-vertices", action="store_true", help="leave the 778 mesh vertices out of HandArray")
@@ -659,8 +669,11 @@ def add_bag_parser(sub: Any) -> None:
                      help="seconds before each window run to settle tracking and filters (not written)")
     bag.add_argument("--ray", default="", metavar="ADDRESS",
                      help="run the windows on a Ray cluster: auto (the running one), local, or ray://host:10001")
-    bag.add_argument("--workers", type=positive_int, default=1, metavar="N",
+    bag.add_argument("--workers", type=whole_number(1, 4096), default=1, metavar="N",
                      help="Ray workers (one GPU each on a GPU device)")
+    bag.add_argument("--threads", type=whole_number(0, 4096), default=0, metavar="N",
+                     help="CPU threads per process; 0: all cores (with --ray: shared among the workers). The same N "
+                          "gives the same file from one process and from Ray, to the last bit")
     bag.add_argument("--quiet", action="store_true", help="no progress bar")
     bag.set_defaults(func=cmd_bag)
 
@@ -689,7 +702,8 @@ def cmd_bag(args: argparse.Namespace) -> int:
                 "max_hands": args.max_hands, "checkpoint": str(args.checkpoint or ""), "mano": str(args.mano or "")}
     settings = Settings(pipeline=pipeline, image_topic=args.image, depth_topic=args.depth,
                         image_is_rectified=args.image_is_rectified, batch=args.batch, overlay=args.overlay,
-                        publish_vertices=not args.no_vertices, window_s=args.window, warmup_s=args.warmup)
+                        publish_vertices=not args.no_vertices, window_s=args.window, warmup_s=args.warmup,
+                        threads=args.threads)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         summary = annotate(list(args.inputs), args.out, settings, ray_address=args.ray, workers=args.workers,

@@ -67,6 +67,10 @@ class Settings:
     joint_frames: bool = False
     window_s: float = 60.0
     warmup_s: float = 2.0
+    # CPU threads of each process's torch (0: torch's default, all cores). Sums over another
+    # number of threads round differently, and tracking carries that on: the same count gives
+    # the same file from one process and from Ray workers, to the last bit.
+    threads: int = 0
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -7,6 +7,7 @@ same arguments, reuses every finished window (parts of other settings are remove
 """
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import shutil
@@ -85,11 +86,12 @@ def annotate(inputs: list[Path], out: Path, settings: Settings, ray_address: str
             for st in _run_on_ray(ray_address, workers, settings, camera_infos, todo, parts, bar):
                 stats.add(st)
         elif todo:
-            annotator = Annotator(settings, camera_infos)
-            if settings.pipeline.get("checkpoint") and annotator.model_note:
-                raise BagError(f"cannot use the HaMeR weights: {annotator.model_note}")
-            for w in todo:
-                stats.add(annotator.run_window(w, parts / f"{w.name}.mcap", bar.update))
+            with _threads(settings.threads):
+                annotator = Annotator(settings, camera_infos)
+                if settings.pipeline.get("checkpoint") and annotator.model_note:
+                    raise BagError(f"cannot use the HaMeR weights: {annotator.model_note}")
+                for w in todo:
+                    stats.add(annotator.run_window(w, parts / f"{w.name}.mcap", bar.update))
     finally:
         bar.close()
     merge([parts / f"{w.name}.mcap" for w in windows], windows, out, settings)
@@ -151,7 +153,8 @@ def _run_on_ray(address: str, workers: int, settings: Settings, camera_infos: di
                  log_to_driver=False, include_dashboard=False)
     try:
         actor = ray.remote(num_gpus=1 if gpu else 0, num_cpus=1)(_WindowActor)
-        threads = max(1, _torch_threads() // max(1, workers))
+        # by default the machine's cores shared among the workers (Ray gives a 1-CPU actor one thread)
+        threads = settings.threads or max(1, _torch_threads() // max(1, workers))
         pool = ActorPool([actor.remote(settings, camera_infos, threads) for _ in range(max(1, workers))])
         for st in pool.map_unordered(lambda a, w: a.run.remote(w, str(parts / f"{w.name}.mcap")), todo):
             bar.update(st.frames)
@@ -164,12 +167,24 @@ def _run_on_ray(address: str, workers: int, settings: Settings, camera_infos: di
 class _WindowActor:
     def __init__(self, settings: Settings, camera_infos: dict, threads: int) -> None:
         import torch
-        # the machine's cores shared among the workers (Ray gives a 1-CPU actor one thread)
         torch.set_num_threads(threads)
         self.annotator = Annotator(settings, camera_infos)
 
     def run(self, window: Window, part: str) -> WindowStats:
         return self.annotator.run_window(window, Path(part))
+
+
+@contextlib.contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """torch's CPU threads set to n (0: left as they are) while the job runs in this process."""
+    import torch
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _torch_threads() -> int:
