@@ -26,6 +26,7 @@ class Plan:
     camera: Camera = field(default_factory=Camera)
     compressed: bool = False
     camera_info_once: bool = False     # one CameraInfo at the start (a latched driver), else one per frame
+    camera_info_from: int = 0          # no CameraInfo before this frame (a driver started late); -1: none at all
     depth_m: float | None = None       # an aligned depth image per frame, this many metres everywhere
     broken: set[int] = field(default_factory=set)      # these frames' image data is cut short
     extra_topics: dict[str, str] = field(default_factory=dict)   # topic -> a std_msgs/String payload
@@ -65,7 +66,8 @@ def write_recording(path: Path, plan: Plan, storage: str = "mcap") -> Path:
         c_extra = {t: w.add_connection(t, "std_msgs/msg/String", typestore=ts) for t in plan.extra_topics}
         for i, (rgb, t) in enumerate(zip(plan.frames, plan.stamps)):
             log = int(round(t * 1e9)) + 3_000_000          # received 3 ms after the stamp
-            if not plan.camera_info_once or i == 0:
+            first = plan.camera_info_from
+            if first >= 0 and i >= first and (not plan.camera_info_once or i == first):
                 w.write(c_info, log - 1_000_000, ts.serialize_cdr(info(t), "sensor_msgs/msg/CameraInfo"))
             if plan.compressed:
                 ok, jpg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])

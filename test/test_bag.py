@@ -164,6 +164,32 @@ def test_compressed_sqlite3_with_one_camera_info_and_depth_in_windows(tmp_path, 
     assert Counter(h.track_id for m in msgs for h in m.hands) == Counter({0: 19, 1: 19})
 
 
+def test_meshes_and_their_latched_faces_with_a_checkpoint(tmp_path, examples, tiny_checkpoint, mano_path):
+    """With HaMeR: every hand carries its 778 vertices, and the triangles are written once, on a
+    channel that `ros2 bag play` offers latched (rosbag2's QoS metadata)."""
+    import yaml
+    from mcap.reader import make_reader
+    frames = photo_frames(examples, 6)
+    rec = write_recording(tmp_path / "rec", Plan(frames, [1 + k / 10 for k in range(6)]))
+    s = settings(pipeline={"device": "cpu", "checkpoint": str(tiny_checkpoint), "mano": str(mano_path)},
+                 window_s=0.3, warmup_s=0.2)
+    summary = annotate([rec], tmp_path / "o.mcap", s, show_progress=False)
+    assert summary.windows == 2 and summary.stats.annotated == 6
+    out = read_out(tmp_path / "o.mcap")
+    assert all(h.has_mesh and len(h.vertices) == 778 * 3 for _, m in out["/hands"] for h in m.hands)
+    (_, faces), = out["/hands/mesh_faces"]
+    assert faces.num_vertices == 778 and len(faces.right) == len(faces.left) == 1538 * 3
+    with open(tmp_path / "o.mcap", "rb") as f:
+        channel, = [c for c in make_reader(f).get_summary().channels.values() if c.topic == "/hands/mesh_faces"]
+    (qos,) = yaml.safe_load(channel.metadata["offered_qos_profiles"])
+    assert (qos["durability"], qos["reliability"], qos["history"], qos["depth"]) == (1, 1, 1, 1)
+    with pytest.raises(BagError, match="cannot use the HaMeR weights"):
+        broken = tmp_path / "broken.ckpt"
+        broken.write_bytes(b"not a checkpoint")
+        annotate([rec], tmp_path / "b.mcap", settings(pipeline={"device": "cpu", "checkpoint": str(broken)}),
+                 show_progress=False)
+
+
 def test_a_recording_cut_mid_chunk_is_annotated_up_to_the_cut(tmp_path, examples):
     frames = photo_frames(examples, 10)
     rec = write_recording(tmp_path / "rec", Plan(frames, [1 + k / 10 for k in range(10)]))
@@ -176,6 +202,24 @@ def test_a_recording_cut_mid_chunk_is_annotated_up_to_the_cut(tmp_path, examples
     n = len(read_out(tmp_path / "o.mcap")["/hands"])
     assert 3 <= n < 10 and summary.stats.annotated == n
     assert any("cut short" in line for line in summary.lines())
+
+
+def test_frames_without_their_camera_info_are_counted_and_the_rest_annotated(tmp_path, examples):
+    """CameraInfo from frame 5 on (10 Hz): frames more than the pairing wait (0.2 s) before it are
+    skipped, naming the cause; a recording with no CameraInfo at all has every frame skipped."""
+    frames = photo_frames(examples, 8)
+    late = write_recording(tmp_path / "late", Plan(frames, [1 + k / 10 for k in range(8)], camera_info_from=5))
+    summary = annotate([late], tmp_path / "o.mcap", settings(), show_progress=False)
+    assert summary.stats.annotated == 5 and summary.stats.frames == 8
+    (why, n), = summary.stats.skipped.items()
+    assert n == 3 and why.startswith("no CameraInfo on /camera/color/camera_info yet"), why
+    assert [stamp(m.header) for _, m in read_out(tmp_path / "o.mcap")["/hands"]] == \
+        [round((1 + k / 10) * 1e9) for k in range(3, 8)]
+    none = write_recording(tmp_path / "none", Plan(frames[:3], [1.0, 1.1, 1.2], camera_info_from=-1))
+    summary = annotate([none], tmp_path / "n.mcap", settings(), show_progress=False)
+    assert summary.stats.annotated == 0 and summary.stats.skipped == Counter(
+        {"no CameraInfo topic in the recording (record the camera's camera_info with its images): hands cannot be "
+         "placed without the intrinsics": 3})
 
 
 def test_a_topic_of_another_type_is_counted_and_the_rest_annotated(tmp_path, examples):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import queue
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -105,7 +106,7 @@ def choose_topics(rec: Recording, image: str = "", depth: str = "") -> Topics:
         if not images:
             listed = ", ".join(f"{t} ({ty})" for t, ty in sorted(rec.topics.items())) or "no topics"
             raise BagError(f"{rec.path}: no colour image topic found ({listed}); pass --image TOPIC")
-    infos = sorted(t for t, ty in rec.topics.items() if ty == CAMERA_INFO)
+    infos = sorted(t for t, ty in rec.topics.items() if ty == CAMERA_INFO and rec.counts.get(t, 1) > 0)
     if depth == "none":
         depths: list[str] = []
     elif depth:
@@ -314,6 +315,9 @@ class Annotator:
             if image.rgb is None:
                 return skip(image, image.error)
             h, w = image.rgb.shape[:2]
+            if not topics.camera_infos:
+                return skip(image, "no CameraInfo topic in the recording (record the camera's camera_info "
+                                   "with its images): hands cannot be placed without the intrinsics")
             match = info_sync.match(image.stamp_ns, image.frame_id, w, h)
             if not match.usable:
                 return skip(image, _reason(next((p for p in match.problems if p.skip), None), "no CameraInfo"))
@@ -413,9 +417,9 @@ def _without_id(hand: Any) -> Any:
 
 
 def _reason(problem: Any, default: str) -> str:
-    """A skip reason for the summary: the problem's text up to its first ';' (the cause, not the
-    advice), which groups repeats."""
-    return problem.text.split(";")[0] if problem is not None else default
+    """A skip reason for the summary: the problem's cause, without the node's advice (which
+    names its parameters), so that repeats group."""
+    return re.split(r";| -- ", problem.text)[0] if problem is not None else default
 
 
 def camera_info_changes(rec: Recording) -> list[tuple[int, bytes]]:

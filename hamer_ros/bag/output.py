@@ -19,6 +19,15 @@ OVERLAY_TOPIC = "/hands/debug_image/compressed"
 # A window's hands on its warm-up frames (not part of the result): the merge joins track ids on them.
 WARMUP_TOPIC = "/hamer_ros/warmup/hands"
 
+# rosbag2's form of a publisher's QoS (the rmw enums as numbers, which Humble and later read):
+# what `ros2 bag play` offers on the topic. The faces are latched (reliable, transient local, depth
+# 1), as the node publishes them, so a viewer started after the play still gets them.
+LATCHED_QOS = ("- history: 1\n  depth: 1\n  reliability: 1\n  durability: 1\n  deadline:\n    sec: 9223372036\n"
+               "    nsec: 854775807\n  lifespan:\n    sec: 9223372036\n    nsec: 854775807\n  liveliness: 1\n"
+               "  liveliness_lease_duration:\n    sec: 9223372036\n    nsec: 854775807\n"
+               "  avoid_ros_namespace_conventions: false")
+CHANNEL_METADATA = {FACES_TOPIC: {"offered_qos_profiles": LATCHED_QOS}}
+
 HAND_ARRAY = "hamer_ros_msgs/msg/HandArray"
 TF_MESSAGE = "tf2_msgs/msg/TFMessage"
 MESH_FACES = "hamer_ros_msgs/msg/MeshFaces"
@@ -43,7 +52,8 @@ class McapOut:
             if msgtype not in self._schemas:
                 text, _ = typestore().generate_msgdef(msgtype, ros_version=2)
                 self._schemas[msgtype] = self._writer.register_schema(msgtype, "ros2msg", text.encode())
-            self._channels[topic] = self._writer.register_channel(topic, "cdr", self._schemas[msgtype])
+            self._channels[topic] = self._writer.register_channel(topic, "cdr", self._schemas[msgtype],
+                                                                  metadata=CHANNEL_METADATA.get(topic, {}))
         return self._channels[topic]
 
     def write(self, topic: str, msgtype: str, msg: Any, log_ns: int) -> None:
