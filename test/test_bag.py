@@ -265,6 +265,7 @@ def test_an_interrupted_job_keeps_its_finished_windows_and_ends_identical(tmp_pa
     assert other.windows_reused == 0                        # batch is part of the settings
     again = annotate([rec], out, s, show_progress=False)
     assert again.windows_reused == 1 and again.stats.annotated == whole.stats.annotated == 30
+    assert again.ran.annotated == 20 and "1 reused from an earlier run; this run: 20 frame(s)" in again.lines()[1]
     assert raw_messages(out) == raw_messages(tmp_path / "whole.mcap")
     assert not parts.exists()
 

@@ -160,7 +160,6 @@ class WindowStats:
     warmup_frames: int = 0
     skipped: Counter = field(default_factory=Counter)
     pipeline_ms: float = 0.0
-    cut: str | None = None
 
     def add(self, other: WindowStats) -> None:
         self.frames += other.frames
@@ -169,7 +168,6 @@ class WindowStats:
         self.warmup_frames += other.warmup_frames
         self.skipped.update(other.skipped)
         self.pipeline_ms += other.pipeline_ms
-        self.cut = self.cut or other.cut
 
 
 # ----------------------------------------------------------------------------------------- reading
@@ -377,11 +375,10 @@ class Annotator:
             out.close()
             tmp.unlink(missing_ok=True)
             raise
-        stats.cut = rec.cut
         # last: a part with these stats is a finished window (run.py reuses it)
         out.metadata("hamer_ros.window_stats", {"json": json.dumps({
             "frames": stats.frames, "annotated": stats.annotated, "hands": stats.hands,
-            "skipped": dict(stats.skipped), "cut": stats.cut})})
+            "skipped": dict(stats.skipped)})})
         out.close()
         tmp.replace(part)
         return stats

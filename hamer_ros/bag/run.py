@@ -35,23 +35,25 @@ SAME_HAND = 0.2
 
 @dataclass
 class Summary:
+    """stats: every window's (reused ones too); ran: those run by this call, over `seconds`."""
+
     out: Path
     windows: int
     windows_reused: int
     stats: WindowStats
+    ran: WindowStats
     seconds: float
     recordings: int
     cut: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
-        s = self.stats
-        fps = s.annotated / self.seconds if self.seconds > 0 else 0.0
+        s, r = self.stats, self.ran
         out = [f"annotated {s.annotated} of {s.frames} frame(s) in {self.recordings} recording(s), "
                f"{s.hands} hand(s) → {self.out}",
-               f"{self.windows} window(s), {self.windows_reused} reused from an earlier run; "
-               f"{s.warmup_frames} warm-up frame(s) run again; "
-               f"{(s.pipeline_ms / max(1, s.annotated + s.warmup_frames)):.1f} ms per frame in the pipeline, "
-               f"{fps:.1f} frames/s overall"]
+               f"{self.windows} window(s), {self.windows_reused} reused from an earlier run; this run: "
+               f"{r.annotated} frame(s) and {r.warmup_frames} warm-up frame(s), "
+               f"{r.pipeline_ms / max(1, r.annotated + r.warmup_frames):.1f} ms per frame in the pipeline, "
+               f"{r.annotated / max(self.seconds, 1e-9):.1f} frames/s overall"]
         if s.skipped:
             out.append(f"skipped {sum(s.skipped.values())}: " +
                        "; ".join(f"{n} × {why}" for why, n in s.skipped.most_common()))
@@ -81,23 +83,26 @@ def annotate(inputs: list[Path], out: Path, settings: Settings, ray_address: str
                 for t in choose_topics(rec, settings.image_topic, settings.depth_topic).images)
     camera_infos = {str(rec.path): camera_info_changes(rec) for rec in recordings} if todo else {}
     bar = _progress(total, stats.frames, show_progress)
+    ran = WindowStats()
     try:
         if todo and ray_address:
             for st in _run_on_ray(ray_address, workers, settings, camera_infos, todo, parts, bar):
-                stats.add(st)
+                ran.add(st)
         elif todo:
             with _threads(settings.threads):
                 annotator = Annotator(settings, camera_infos)
                 if settings.pipeline.get("checkpoint") and annotator.model_note:
                     raise BagError(f"cannot use the HaMeR weights: {annotator.model_note}")
                 for w in todo:
-                    stats.add(annotator.run_window(w, parts / f"{w.name}.mcap", bar.update))
+                    ran.add(annotator.run_window(w, parts / f"{w.name}.mcap", bar.update))
     finally:
         bar.close()
+    stats.add(ran)
     merge([parts / f"{w.name}.mcap" for w in windows], windows, out, settings)
     shutil.rmtree(parts, ignore_errors=True)
     cut = sorted({r.cut for r in recordings if r.cut})
-    return Summary(out, len(windows), len(windows) - len(todo), stats, time.perf_counter() - t0, len(recordings), cut)
+    return Summary(out, len(windows), len(windows) - len(todo), stats, ran, time.perf_counter() - t0,
+                   len(recordings), cut)
 
 
 def _progress(total: int, initial: int, show: bool) -> Any:
@@ -133,7 +138,7 @@ def _stats_from(meta: dict[str, str]) -> WindowStats:
     import json
     d = json.loads(meta["json"])
     return WindowStats(frames=d["frames"], annotated=d["annotated"], hands=d["hands"], warmup_frames=0,
-                       skipped=Counter(d["skipped"]), pipeline_ms=0.0, cut=d.get("cut"))
+                       skipped=Counter(d["skipped"]))
 
 
 def _run_on_ray(address: str, workers: int, settings: Settings, camera_infos: dict, todo: list[Window],
