@@ -64,8 +64,6 @@ class Settings:
     overlay: bool = False
     overlay_quality: int = 80
     publish_vertices: bool = True
-    tf_prefix: str = ""
-    joint_frames: bool = False
     window_s: float = 60.0
     warmup_s: float = 2.0
     # CPU threads of each process's torch (0: torch's default, all cores). Sums over another
@@ -398,7 +396,7 @@ class Annotator:
         tf_previous.clear()
         tf_previous.update({side: h.track_id for side, h in selected.items()})
         if selected:
-            out.write(TF_TOPIC, TF_MESSAGE, tf_message(hdr, selected, s.tf_prefix, s.joint_frames), image.log_ns)
+            out.write(TF_TOPIC, TF_MESSAGE, tf_message(hdr, selected), image.log_ns)
         if s.overlay:
             from ..perception.overlay import draw_hands
             # track numbers are the window's own until the merge: the overlay leaves them out

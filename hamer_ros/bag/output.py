@@ -105,14 +105,15 @@ def hand_array(hdr: Any, hands: list[Hand], publish_vertices: bool = True) -> An
     return t[HAND_ARRAY](header=hdr, hands=out)
 
 
-def tf_message(hdr: Any, selected: dict[str, Hand], prefix: str = "", joint_frames: bool = False) -> Any:
+def tf_message(hdr: Any, selected: dict[str, Hand]) -> Any:
+    """camera frame -> <side>_hand/wrist of each side's hand, as the node broadcasts by default."""
     t = typestore().types
     V, Q = t["geometry_msgs/msg/Vector3"], t["geometry_msgs/msg/Quaternion"]
     return t[TF_MESSAGE](transforms=[
         t["geometry_msgs/msg/TransformStamped"](
             header=hdr, child_frame_id=child,
             transform=t["geometry_msgs/msg/Transform"](translation=V(*xyz), rotation=Q(*q)))
-        for child, xyz, q in tf_poses(selected, prefix, joint_frames)])
+        for child, xyz, q in tf_poses(selected)])
 
 
 def mesh_faces(faces_right: np.ndarray, faces_left: np.ndarray, num_vertices: int) -> Any:
