@@ -145,6 +145,39 @@ def test_a_recording_annotated_frame_by_frame_as_the_pipeline_does(tmp_path, exa
     assert len(ids) == 2
 
 
+def test_two_cameras_in_one_recording_each_with_its_own_intrinsics(tmp_path, examples):
+    """Two cameras (own namespace, frame id, size and K) in one recording: each image's hands are
+    placed with its own camera's CameraInfo and written under its frame id, as HandPipeline does
+    with that camera alone; neither camera's tracks or ids leak into the other's."""
+    from hamer_ros.perception import HandPipeline
+    from hamer_ros.settings import pipeline_config
+    left, right = photo_frames(examples, 6), [f[:400, :560].copy() for f in photo_frames(examples, 6)]
+    cams = [Camera(frame_id="left_optical", K=(600.0, 600.0, 320.0, 240.0), ns="/left"),
+            Camera(frame_id="right_optical", K=(450.0, 450.0, 280.0, 200.0), ns="/right")]
+    stamps = [5 + k / 10 for k in range(6)]
+    rec = write_recording(tmp_path / "rec", [Plan(left, stamps, camera=cams[0]),
+                                             Plan(right, [t + 0.01 for t in stamps], camera=cams[1])])
+    s = settings()
+    summary = annotate([rec], tmp_path / "o.mcap", s, show_progress=False)
+    assert summary.stats.annotated == 12
+    by_frame: dict[str, list] = {}
+    for _, m in read_out(tmp_path / "o.mcap")["/hands"]:
+        by_frame.setdefault(m.header.frame_id, []).append(m)
+    for cam, frames, t0 in ((cams[0], left, 0.0), (cams[1], right, 0.01)):
+        fx, fy, cx, cy = cam.K
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
+        direct = HandPipeline(pipeline_config({**s.pipeline, "tracking": True}))
+        msgs = by_frame[cam.frame_id]
+        assert [stamp(m.header) for m in msgs] == [round((t + t0) * 1e9) for t in stamps]
+        for m, img, t in zip(msgs, frames, stamps):
+            want = direct(img, K, None, stamp=round((t + t0) * 1e9) * 1e-9)
+            assert len(m.hands) == len(want) > 0
+            for got, h in zip(m.hands, want):
+                np.testing.assert_allclose([(p.x, p.y, p.z) for p in got.joints], h.joints, atol=1e-9)
+    ids = [{h.track_id for m in by_frame[c.frame_id] for h in m.hands} for c in cams]
+    assert not ids[0] & ids[1]
+
+
 def test_compressed_sqlite3_with_one_camera_info_and_depth_in_windows(tmp_path, examples):
     """JPEG frames in a sqlite3 bag whose driver published CameraInfo once: every window (not
     only the first) has the intrinsics; the aligned depth places the hands (placement rgbd)."""

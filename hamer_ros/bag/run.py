@@ -233,8 +233,9 @@ def _recording_stream(parts: list[tuple[Path, Window]], warmup_s: float,
     store = typestore()
     tail: dict[tuple[int, str], list[tuple[bool, int, np.ndarray]]] = {}   # the last window's last frames
     for path, window in parts:
+        # the window's own track ids are per camera: (frame id, its id) -> the file's id
         votes: Counter = Counter()
-        ids: dict[int, int] = {}
+        ids: dict[tuple[str, int], int] = {}
         new_tail: dict[tuple[int, str], list[tuple[bool, int, np.ndarray]]] = {}
         with open(path, "rb") as f:
             for schema, channel, msg in make_reader(f).iter_messages(log_time_order=True):
@@ -244,7 +245,7 @@ def _recording_stream(parts: list[tuple[Path, Window]], warmup_s: float,
                     for h in arr.hands:
                         match = _same_hand(h, before)
                         if match is not None and h.track_id >= 0:
-                            votes[(h.track_id, match)] += 1
+                            votes[((arr.header.frame_id, h.track_id), match)] += 1
                     continue
                 if channel.topic == HANDS_TOPIC:
                     if not ids and votes:
@@ -253,10 +254,11 @@ def _recording_stream(parts: list[tuple[Path, Window]], warmup_s: float,
                     hands = []
                     for h in arr.hands:
                         if h.track_id >= 0:
-                            if h.track_id not in ids:
-                                ids[h.track_id] = counter["next"]
+                            own = (arr.header.frame_id, h.track_id)
+                            if own not in ids:
+                                ids[own] = counter["next"]
                                 counter["next"] += 1
-                            h = replace(h, track_id=ids[h.track_id])
+                            h = replace(h, track_id=ids[own])
                         hands.append(h)
                     arr = replace(arr, hands=hands)
                     key = (stamp_ns(arr.header), arr.header.frame_id)
@@ -284,9 +286,9 @@ def _same_hand(h: Any, before: list[tuple[bool, int, np.ndarray]]) -> int | None
     return best
 
 
-def _join(votes: Counter) -> dict[int, int]:
-    """local id -> the previous window's id it was matched to most often, each taken once."""
-    out: dict[int, int] = {}
+def _join(votes: Counter) -> dict[Any, int]:
+    """a window's own track -> the previous window's id it was matched to most often, each taken once."""
+    out: dict[Any, int] = {}
     taken: set[int] = set()
     for (local, previous), _ in votes.most_common():
         if local not in out and previous not in taken:
