@@ -659,6 +659,8 @@ def add_bag_parser(sub: Any) -> None:
                      help="inference engine")
     bag.add_argument("--max-hands", type=positive_int, default=default("max_hands"), metavar="N",
                      help="most hands per frame and camera")
+    bag.add_argument("--roi", action="append", type=parse_roi, metavar="X1,Y1,X2,Y2,SIDE",
+                     help="fixed hand box in pixels instead of MediaPipe, repeatable, e.g. 100,120,260,300,right")
     bag.add_argument("--batch", type=whole_number(1, 256), default=8, metavar="N",
                      help="frames per HaMeR batch (throughput; 1 follows HaMeR's keypoints every frame, as the node)")
     bag.add_argument("--overlay", action="store_true", help="also write the drawn hands as JPEG images")
@@ -700,6 +702,8 @@ def cmd_bag(args: argparse.Namespace) -> int:
             raise CliError(f"no such recording: {p}", code=2)
     pipeline = {"device": args.device, "precision": args.precision, "backend": args.backend,
                 "max_hands": args.max_hands, "checkpoint": str(args.checkpoint or ""), "mano": str(args.mano or "")}
+    if args.roi:
+        pipeline.update(detector="fixed", rois=args.roi)
     settings = Settings(pipeline=pipeline, image_topic=args.image, depth_topic=args.depth,
                         image_is_rectified=args.image_is_rectified, batch=args.batch, overlay=args.overlay,
                         publish_vertices=not args.no_vertices, window_s=args.window, warmup_s=args.warmup,

@@ -85,7 +85,8 @@ def tf_hands(hands: Sequence[Hand], previous: Mapping[str, int] | None = None) -
     def rank(h: Hand) -> tuple[bool, float]:
         return h.track_id >= 0 and h.track_id == previous.get(h.side), h.score
 
-    return {side: max((h for h in live if h.side == side), key=rank) for side in {h.side for h in live}}
+    # sides in a fixed order: a set of strings iterates in a per-process order (hash seeds)
+    return {side: max((h for h in live if h.side == side), key=rank) for side in sorted({h.side for h in live})}
 
 
 def hand_fields(hand: Hand, publish_vertices: bool = True) -> dict[str, Any]:

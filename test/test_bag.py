@@ -28,6 +28,24 @@ def photo_frames(examples: Path, n: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(img[40 + k: 520 + k, 100 + 3 * k: 740 + 3 * k]) for k in range(n)]
 
 
+def synthetic_frames(n: int) -> list[np.ndarray]:
+    """Textured 640x480 frames that pan 3 px a frame (no photo needed): with fixed boxes and HaMeR
+    (MESH below) every frame has two hands."""
+    rng = np.random.default_rng(0)
+    wide = (rng.integers(0, 255, (480, 640 + 3 * n, 3)) // 3 + 80).astype(np.uint8)
+    return [np.ascontiguousarray(wide[:, 3 * k: 3 * k + 640]) for k in range(n)]
+
+
+ROIS = [{"box": [100, 120, 240, 280], "side": "right"}, {"box": [380, 150, 500, 300], "side": "left"}]
+
+
+@pytest.fixture
+def mesh(tiny_checkpoint, mano_path) -> dict:
+    """Pipeline settings: tiny HaMeR on fixed boxes."""
+    return {"device": "cpu", "detector": "fixed", "rois": ROIS, "checkpoint": str(tiny_checkpoint),
+            "mano": str(mano_path)}
+
+
 def read_out(path: Path) -> dict[str, list]:
     """topic -> [(log_ns, message)] of an MCAP, with the mcap reader (the index must be whole)."""
     from mcap.reader import make_reader
@@ -197,19 +215,21 @@ def test_compressed_sqlite3_with_one_camera_info_and_depth_in_windows(tmp_path, 
     assert Counter(h.track_id for m in msgs for h in m.hands) == Counter({0: 19, 1: 19})
 
 
-def test_meshes_and_their_latched_faces_with_a_checkpoint(tmp_path, examples, tiny_checkpoint, mano_path):
+def test_meshes_and_their_latched_faces_with_a_checkpoint(tmp_path, mesh):
     """With HaMeR: every hand carries its 778 vertices, and the triangles are written once, on a
     channel that `ros2 bag play` offers latched (rosbag2's QoS metadata)."""
     import yaml
     from mcap.reader import make_reader
-    frames = photo_frames(examples, 6)
+    frames = synthetic_frames(6)
     rec = write_recording(tmp_path / "rec", Plan(frames, [1 + k / 10 for k in range(6)]))
-    s = settings(pipeline={"device": "cpu", "checkpoint": str(tiny_checkpoint), "mano": str(mano_path)},
-                 window_s=0.3, warmup_s=0.2)
+    s = settings(pipeline=mesh, window_s=0.3, warmup_s=0.2)
     summary = annotate([rec], tmp_path / "o.mcap", s, show_progress=False)
     assert summary.windows == 2 and summary.stats.annotated == 6
     out = read_out(tmp_path / "o.mcap")
+    assert all(len(m.hands) == 2 for _, m in out["/hands"])
     assert all(h.has_mesh and len(h.vertices) == 778 * 3 for _, m in out["/hands"] for h in m.hands)
+    # two tracks through both windows: the second window's ids joined to the first's
+    assert Counter(h.track_id for _, m in out["/hands"] for h in m.hands) == Counter({0: 6, 1: 6})
     (_, faces), = out["/hands/mesh_faces"]
     assert faces.num_vertices == 778 and len(faces.right) == len(faces.left) == 1538 * 3
     with open(tmp_path / "o.mcap", "rb") as f:
@@ -223,44 +243,44 @@ def test_meshes_and_their_latched_faces_with_a_checkpoint(tmp_path, examples, ti
                  show_progress=False)
 
 
-def test_a_recording_cut_mid_chunk_is_annotated_up_to_the_cut(tmp_path, examples):
-    frames = photo_frames(examples, 10)
+def test_a_recording_cut_mid_chunk_is_annotated_up_to_the_cut(tmp_path, mesh):
+    frames = synthetic_frames(10)
     rec = write_recording(tmp_path / "rec", Plan(frames, [1 + k / 10 for k in range(10)]))
     mcap = next(rec.glob("*.mcap"))
     data = mcap.read_bytes()
     mcap.write_bytes(data[: int(len(data) * 0.6)])
     (rec / "metadata.yaml").unlink()            # a recorder killed before writing it
-    summary = annotate([rec], tmp_path / "o.mcap", settings(), show_progress=False)
+    summary = annotate([rec], tmp_path / "o.mcap", settings(pipeline=mesh), show_progress=False)
     assert summary.cut and "breaks off after" in summary.cut[0]
     n = len(read_out(tmp_path / "o.mcap")["/hands"])
     assert 3 <= n < 10 and summary.stats.annotated == n
     assert any("cut short" in line for line in summary.lines())
 
 
-def test_frames_without_their_camera_info_are_counted_and_the_rest_annotated(tmp_path, examples):
+def test_frames_without_their_camera_info_are_counted_and_the_rest_annotated(tmp_path, mesh):
     """CameraInfo from frame 5 on (10 Hz): frames more than the pairing wait (0.2 s) before it are
     skipped, naming the cause; a recording with no CameraInfo at all has every frame skipped."""
-    frames = photo_frames(examples, 8)
+    frames = synthetic_frames(8)
     late = write_recording(tmp_path / "late", Plan(frames, [1 + k / 10 for k in range(8)], camera_info_from=5))
-    summary = annotate([late], tmp_path / "o.mcap", settings(), show_progress=False)
+    summary = annotate([late], tmp_path / "o.mcap", settings(pipeline=mesh), show_progress=False)
     assert summary.stats.annotated == 5 and summary.stats.frames == 8
     (why, n), = summary.stats.skipped.items()
     assert n == 3 and why.startswith("no CameraInfo on /camera/color/camera_info yet"), why
     assert [stamp(m.header) for _, m in read_out(tmp_path / "o.mcap")["/hands"]] == \
         [round((1 + k / 10) * 1e9) for k in range(3, 8)]
     none = write_recording(tmp_path / "none", Plan(frames[:3], [1.0, 1.1, 1.2], camera_info_from=-1))
-    summary = annotate([none], tmp_path / "n.mcap", settings(), show_progress=False)
+    summary = annotate([none], tmp_path / "n.mcap", settings(pipeline=mesh), show_progress=False)
     assert summary.stats.annotated == 0 and summary.stats.skipped == Counter(
         {"no CameraInfo topic in the recording (record the camera's camera_info with its images): hands cannot be "
          "placed without the intrinsics": 3})
 
 
-def test_a_topic_of_another_type_is_counted_and_the_rest_annotated(tmp_path, examples):
-    frames = photo_frames(examples, 4)
+def test_a_topic_of_another_type_is_counted_and_the_rest_annotated(tmp_path, mesh):
+    frames = synthetic_frames(4)
     good = write_recording(tmp_path / "good", Plan(frames, [1 + k / 10 for k in range(4)]))
     odd = write_recording(tmp_path / "odd", Plan(frames[:2], [9.0, 9.1], camera=Camera(ns="/other"),
                                                  extra_topics={"/camera/color/image_raw": "not an image"}))
-    summary = annotate([good, odd], tmp_path / "o.mcap", settings(image_topic="/camera/color/image_raw"),
+    summary = annotate([good, odd], tmp_path / "o.mcap", settings(pipeline=mesh, image_topic="/camera/color/image_raw"),
                        show_progress=False)
     assert summary.stats.annotated == 4
     (why, n), = summary.stats.skipped.items()
@@ -269,11 +289,11 @@ def test_a_topic_of_another_type_is_counted_and_the_rest_annotated(tmp_path, exa
 
 # ---------------------------------------------------------------------------- interrupted, and on Ray
 
-def test_an_interrupted_job_keeps_its_finished_windows_and_ends_identical(tmp_path, examples, monkeypatch):
+def test_an_interrupted_job_keeps_its_finished_windows_and_ends_identical(tmp_path, mesh, monkeypatch):
     from hamer_ros.bag import job
-    frames = photo_frames(examples, 30)
+    frames = synthetic_frames(30)
     rec = write_recording(tmp_path / "rec", Plan(frames, [1 + k / 10 for k in range(30)]))
-    s = settings(window_s=1.0, warmup_s=0.3)
+    s = settings(pipeline=mesh, window_s=1.0, warmup_s=0.3)
     whole = annotate([rec], tmp_path / "whole.mcap", s, show_progress=False)
     out = tmp_path / "o.mcap"
     real_write, calls = job.Annotator._write, []
@@ -293,7 +313,7 @@ def test_an_interrupted_job_keeps_its_finished_windows_and_ends_identical(tmp_pa
     assert len(list(parts.glob("*.mcap"))) == 1 and not list(parts.glob("*.tmp"))
     # a killed run's leftovers: a window cut off mid-write, a part of other settings
     shutil.copy(next(parts.glob("*.mcap")), parts / "junk.mcap.tmp")
-    other = annotate([rec], tmp_path / "other.mcap", settings(window_s=1.0, warmup_s=0.3, batch=2),
+    other = annotate([rec], tmp_path / "other.mcap", settings(pipeline=mesh, window_s=1.0, warmup_s=0.3, batch=2),
                      show_progress=False)
     assert other.windows_reused == 0                        # batch is part of the settings
     again = annotate([rec], out, s, show_progress=False)
@@ -303,12 +323,12 @@ def test_an_interrupted_job_keeps_its_finished_windows_and_ends_identical(tmp_pa
     assert not parts.exists()
 
 
-def test_ray_workers_give_the_single_process_file(tmp_path, examples):
+def test_ray_workers_give_the_single_process_file(tmp_path, mesh):
     pytest.importorskip("ray", reason="Ray (extra `ray`) is not installed")
-    frames = photo_frames(examples, 24)
+    frames = synthetic_frames(24)
     recs = [write_recording(tmp_path / f"rec{i}", Plan(frames[i::2], [1 + i * 0.05 + k / 5 for k in range(12)]))
             for i in range(2)]
-    s = settings(window_s=1.0, warmup_s=0.4, threads=1)       # the same CPU threads: the same sums
+    s = settings(pipeline=mesh, window_s=1.0, warmup_s=0.4, threads=1)   # the same CPU threads: the same sums
     single = annotate(recs, tmp_path / "single.mcap", s, show_progress=False)
     spread = annotate(recs, tmp_path / "ray.mcap", s, ray_address="local", workers=2, show_progress=False)
     assert spread.windows == single.windows == 6 and spread.stats.annotated == 24
@@ -319,11 +339,13 @@ def test_ray_workers_give_the_single_process_file(tmp_path, examples):
 
 # ---------------------------------------------------------------------------- the command
 
-def test_the_command_writes_the_file_and_says_what_it_did(tmp_path, examples, capsys):
+def test_the_command_writes_the_file_and_says_what_it_did(tmp_path, capsys, tiny_checkpoint):
     from hamer_ros.cli import main
-    frames = photo_frames(examples, 5)
+    frames = synthetic_frames(5)
     rec = write_recording(tmp_path / "rec", Plan(frames, [1 + k / 10 for k in range(5)], broken={2}))
-    assert main(["bag", str(rec), "--out", str(tmp_path / "h.mcap"), "--device", "cpu", "--overlay", "--quiet"]) == 0
+    rois = [f"{','.join(str(v) for v in r['box'])},{r['side']}" for r in ROIS]
+    assert main(["bag", str(rec), "--out", str(tmp_path / "h.mcap"), "--device", "cpu", "--overlay", "--quiet",
+                 "--checkpoint", str(tiny_checkpoint), "--roi", rois[0], "--roi", rois[1]]) == 0
     said = capsys.readouterr().out
     assert "annotated 4 of 5 frame(s) in 1 recording(s), 8 hand(s)" in said and "skipped 1: 1 × unusable image" in said
     out = read_out(tmp_path / "h.mcap")
