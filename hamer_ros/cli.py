@@ -638,7 +638,7 @@ def add_bag_parser(sub: Any) -> None:
         description="Reads the recordings (no ROS install needed), runs the node's pipeline on their own stamps "
                     "(tracking and filtering; one camera per frame id) and writes HandArray on /hands, /tf and "
                     "optionally the overlay on /hands/debug_image/compressed, under each image's header and log "
-                    "time: ros2 bag play, RViz and Foxglove read the result.",
+                    "time, as an MCAP in ROS 2's form for ros2 bag play (and RViz through it) and Foxglove.",
         epilog=BAG_EXAMPLES, formatter_class=HelpFormatter)
     bag.add_argument("inputs", nargs="+", type=Path, metavar="RECORDING",
                      help="rosbag2 folders or .mcap files, e.g. session_01/ take2.mcap")
