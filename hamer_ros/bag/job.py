@@ -258,6 +258,7 @@ class Annotator:
         self.cfg = pipeline_config({**settings.pipeline, "tracking": True})
         self._first = HandPipeline(self.cfg)       # loads the model: the other cameras' pipelines share it
         self._pipelines: dict[str, Any] = {}
+        self._recordings: dict[str, Recording] = {}   # opened once (a cut file is scanned to open it)
         # recording -> its CameraInfos [(log_ns, CDR)] where they change: each window starts with
         # the ones recorded before it (a driver may publish CameraInfo once, at the start)
         self.camera_infos = camera_infos or {}
@@ -278,7 +279,9 @@ class Annotator:
         """Annotates one window into the MCAP file `part` (written whole or not at all: a
         `.tmp` beside it until done)."""
         s = self.settings
-        rec = open_recording(window.recording)
+        if window.recording not in self._recordings:
+            self._recordings[window.recording] = open_recording(window.recording)
+        rec = self._recordings[window.recording]
         topics = choose_topics(rec, s.image_topic, s.depth_topic)
         stats = WindowStats()
         for p in self._pipelines.values():

@@ -81,10 +81,6 @@ def header(stamp_ns: int, frame_id: str) -> Any:
         sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000)), frame_id=frame_id)
 
 
-def stamp_ns(h: Any) -> int:
-    return int(h.stamp.sec) * 1_000_000_000 + int(h.stamp.nanosec)
-
-
 def hand_array(hdr: Any, hands: list[Hand], publish_vertices: bool = True) -> Any:
     """hamer_ros_msgs/HandArray under the image's header."""
     t = typestore().types

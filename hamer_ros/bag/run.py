@@ -23,7 +23,8 @@ import numpy as np
 
 from .job import JOB_METADATA, Annotator, BagError, Settings, Window, WindowStats, camera_info_changes, \
     choose_topics, plan_windows
-from .output import HAND_ARRAY, HANDS_TOPIC, FACES_TOPIC, WARMUP_TOPIC, McapOut, stamp_ns
+from ..ros.sync import stamp_to_ns
+from .output import HAND_ARRAY, HANDS_TOPIC, FACES_TOPIC, WARMUP_TOPIC, McapOut
 from .recording import RecordingError, open_recording, typestore
 
 # A hand of a window's warm-up is the previous window's hand when they are of one side and their
@@ -68,8 +69,8 @@ def annotate(inputs: list[Path], out: Path, settings: Settings, ray_address: str
         recordings = [open_recording(p) for p in inputs]
     except RecordingError as e:
         raise BagError(str(e)) from None
-    for rec in recordings:      # a wrong topic fails here, in one line, before any model loads
-        choose_topics(rec, settings.image_topic, settings.depth_topic)
+    # a wrong topic fails here, in one line, before any model loads
+    topics = [choose_topics(rec, settings.image_topic, settings.depth_topic) for rec in recordings]
     windows = plan_windows(recordings, settings.window_s, settings.warmup_s)
     parts = out.with_name(out.name + ".parts")
     parts.mkdir(parents=True, exist_ok=True)
@@ -79,8 +80,7 @@ def annotate(inputs: list[Path], out: Path, settings: Settings, ray_address: str
     for w in windows:
         if w.name in done:
             stats.add(done[w.name])
-    total = sum(rec.counts.get(t, 0) for rec in recordings
-                for t in choose_topics(rec, settings.image_topic, settings.depth_topic).images)
+    total = sum(rec.counts.get(t, 0) for rec, chosen in zip(recordings, topics) for t in chosen.images)
     camera_infos = {str(rec.path): camera_info_changes(rec) for rec in recordings} if todo else {}
     bar = _progress(total, stats.frames, show_progress)
     ran = WindowStats()
@@ -150,8 +150,8 @@ def _run_on_ray(address: str, workers: int, settings: Settings, camera_infos: di
         from ray.util import ActorPool
     except ImportError:
         raise BagError("--ray needs Ray: pip install 'hamer_ros[ray]' (or pip install ray)") from None
-    gpu = str(settings.pipeline.get("device", "auto")).startswith("cuda") or (
-        settings.pipeline.get("device", "auto") == "auto" and _has_cuda())
+    from ..perception.pipeline import resolve_device
+    gpu = resolve_device(str(settings.pipeline.get("device", "auto"))).type == "cuda"
     started = not ray.is_initialized()
     if started:
         ray.init(address=None if address == "local" else address, ignore_reinit_error=True,
@@ -197,10 +197,6 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _has_cuda() -> bool:
-    import torch
-    return torch.cuda.is_available()
-
 
 # ----------------------------------------------------------------------------------------- merge
 
@@ -241,7 +237,7 @@ def _recording_stream(parts: list[tuple[Path, Window]], warmup_s: float,
             for schema, channel, msg in make_reader(f).iter_messages(log_time_order=True):
                 if channel.topic == WARMUP_TOPIC:
                     arr = store.deserialize_cdr(msg.data, HAND_ARRAY)
-                    before = tail.get((stamp_ns(arr.header), arr.header.frame_id), [])
+                    before = tail.get((stamp_to_ns(arr.header.stamp), arr.header.frame_id), [])
                     for h in arr.hands:
                         match = _same_hand(h, before)
                         if match is not None and h.track_id >= 0:
@@ -261,7 +257,7 @@ def _recording_stream(parts: list[tuple[Path, Window]], warmup_s: float,
                             h = replace(h, track_id=ids[own])
                         hands.append(h)
                     arr = replace(arr, hands=hands)
-                    key = (stamp_ns(arr.header), arr.header.frame_id)
+                    key = (stamp_to_ns(arr.header.stamp), arr.header.frame_id)
                     if msg.log_time >= window.end_ns - int(warmup_s * 1e9):
                         new_tail[key] = [(h.side == 1, h.track_id, _keypoints(h)) for h in hands]
                     yield msg.log_time, channel.topic, HAND_ARRAY, bytes(store.serialize_cdr(arr, HAND_ARRAY))
